@@ -1,0 +1,160 @@
+// GreenPool: a bounded set of green threads. spawn() waits for a free slot (backpressure).
+import { EvyError } from './errors.js';
+import { finishedThread, type GreenThread, launch } from './greenthread.js';
+import { GreenMap } from './greenmap.js';
+import { current, reportError } from './runtime.js';
+import { Semaphore } from './semaphore.js';
+import { checkCount, checkFunction } from './validate.js';
+import { ready, Waiter, WaitList } from './waiter.js';
+
+export class GreenPool {
+  private slots: Semaphore;
+  private max: number;
+  private threads = new Set<GreenThread<any>>();
+  private idle = new WaitList();
+  private readonly onExit = (gt: GreenThread<any>): void => {
+    this.threads.delete(gt);
+    this.slots.release();
+    if (this.threads.size === 0) for (const w of this.idle.drain()) w.wake(undefined);
+  };
+
+  constructor(size = 1000) {
+    this.max = checkCount(size, 'size');
+    this.slots = new Semaphore(size);
+  }
+
+  get size(): number {
+    return this.max;
+  }
+
+  /** Threads running in the pool. */
+  running(): number {
+    return this.threads.size;
+  }
+
+  /** Slots free now (negative after shrinking below the running count). */
+  free(): number {
+    return this.slots.counter;
+  }
+
+  /** Threads blocked in spawn() waiting for a slot. */
+  waiting(): number {
+    return this.slots.waiting;
+  }
+
+  /** Changes the size; running threads finish, waiting spawns start as slots free up. */
+  resize(size: number): void {
+    checkCount(size, 'size');
+    const delta = size - this.max;
+    this.max = size;
+    this.slots._adjust(delta);
+  }
+
+  /**
+   * Spawns `fn(...args)` once a slot is free. From inside one of this pool's own threads, when the pool is
+   * full, runs `fn` inline instead (a thread waiting for its own pool would deadlock) and returns it finished.
+   */
+  spawn<A extends unknown[], T>(fn: (...args: A) => T | PromiseLike<T>, ...args: A): Promise<GreenThread<Awaited<T>>> {
+    return this.start(fn, args, false);
+  }
+
+  /** As spawn(), without a result: an error is reported to `hub.onError`. */
+  async spawnN<A extends unknown[]>(fn: (...args: A) => unknown, ...args: A): Promise<void> {
+    await this.start(fn, args, true);
+  }
+
+  /** Waits until no thread runs in the pool. An error from inside one of its own threads (it would deadlock). */
+  waitall(): Promise<void> {
+    const t = current();
+    if (this.threads.has(t)) {
+      return Promise.reject(new EvyError('waitall() called from a thread of the same pool would wait for itself', 'ERR_EVY_WAITALL_IN_POOL'));
+    }
+    if (this.threads.size === 0) return ready(undefined);
+    const e = t._takeInterrupt();
+    if (e !== undefined) return Promise.reject(e);
+    return new Waiter<void>(t, 'GreenPool.waitall').park(this.idle);
+  }
+
+  /** Kills every thread in the pool; settles once all have finished. */
+  async killall(): Promise<void> {
+    await Promise.all([...this.threads].map((t) => t.kill()));
+  }
+
+  /** Maps `fn` over the zipped iterables with the pool's concurrency; results in input order. */
+  imap<A extends unknown[], R>(fn: (...args: A) => R | PromiseLike<R>, ...iterables: { [K in keyof A]: Iterable<A[K]> | AsyncIterable<A[K]> }): GreenMap<Awaited<R>> {
+    checkFunction(fn);
+    return new GreenMap(this, fn as any, zip(iterables as (Iterable<unknown> | AsyncIterable<unknown>)[]));
+  }
+
+  /** Like imap, with each item of `iterable` an array of arguments. */
+  starmap<A extends unknown[], R>(fn: (...args: A) => R | PromiseLike<R>, iterable: Iterable<A> | AsyncIterable<A>): GreenMap<Awaited<R>> {
+    checkFunction(fn);
+    return new GreenMap(this, fn as any, iterable as Iterable<unknown[]> | AsyncIterable<unknown[]>);
+  }
+
+  private start<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): Promise<GreenThread<Awaited<T>>> {
+    checkFunction(fn);
+    if (this.slots._tryAcquire()) return Promise.resolve(this.launch(fn, args, report));
+    if (this.threads.has(current())) return this.runInline(fn, args, report);
+    return this.slots.acquire().then(() => this.launch(fn, args, report));
+  }
+
+  private launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): GreenThread<Awaited<T>> {
+    const gt = launch(fn, args, report);
+    this.threads.add(gt);
+    gt.link(this.onExit);
+    return gt;
+  }
+
+  private async runInline<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): Promise<GreenThread<Awaited<T>>> {
+    try {
+      return finishedThread(await fn(...args), false);
+    } catch (e) {
+      if (report) reportError(e, current());
+      return finishedThread(e, true);
+    }
+  }
+}
+
+function isAsync(x: Iterable<unknown> | AsyncIterable<unknown>): x is AsyncIterable<unknown> {
+  return typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+}
+
+/** Python's zip over sync or async iterables: argument arrays, stopping at the shortest. */
+function zip(iterables: (Iterable<unknown> | AsyncIterable<unknown>)[]): Iterable<unknown[]> | AsyncIterable<unknown[]> {
+  iterables.forEach((it, i) => {
+    if (it === null || typeof it !== 'object' || (typeof (it as any)[Symbol.iterator] !== 'function' && !isAsync(it))) {
+      throw new TypeError(`imap() argument ${i + 2} must be iterable`);
+    }
+  });
+  if (!iterables.some(isAsync)) {
+    return {
+      *[Symbol.iterator]() {
+        const its = iterables.map((it) => (it as Iterable<unknown>)[Symbol.iterator]());
+        for (;;) {
+          const args: unknown[] = [];
+          for (const it of its) {
+            const r = it.next();
+            if (r.done) return;
+            args.push(r.value);
+          }
+          yield args;
+        }
+      },
+    };
+  }
+  return {
+    async *[Symbol.asyncIterator]() {
+      const its = iterables.map((it) => (isAsync(it) ? it[Symbol.asyncIterator]() : it[Symbol.iterator]()));
+      for (;;) {
+        const args: unknown[] = [];
+        for (const it of its) {
+          const r = await it.next();
+          if (r.done) return;
+          args.push(r.value);
+        }
+        yield args;
+      }
+    },
+  };
+}

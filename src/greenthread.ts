@@ -1,0 +1,371 @@
+// GreenThread: an async function run under evy's scheduler, with eventlet's kill/link/wait semantics.
+import { EvyError, GreenletExit, invalidArgType } from './errors.js';
+import { current, ensureAls, reportError, rt } from './runtime.js';
+import { checkFunction, checkSeconds } from './validate.js';
+import { block, ready, readyReject, type Waiter, WaitList } from './waiter.js';
+
+const NEW = 0;
+const RUNNING = 1;
+const FINISHED = 2;
+
+/** How long a killed thread that is parked on a foreign promise gets to settle before it is detached. */
+export const KILL_GRACE_MS = 100;
+
+type Link<T> = [cb: (gt: GreenThread<T>, ...args: any[]) => void, args: unknown[]];
+/** Destroys one resource that a thread owns, with the kill error. */
+export type Destroyer = (resource: any, error: unknown) => void;
+
+export class GreenThread<T = unknown> {
+  readonly id: number;
+  /** @internal */ _fn: ((...args: any[]) => unknown) | null;
+  /** @internal */ _args: unknown[] | null;
+  /** @internal */ _state: number = NEW;
+  /** @internal The body has returned or thrown (a detached thread may be dead before that). */
+  _finished = false;
+  /** @internal Killed on a foreign await and given up on: reported dead before its body ended. */
+  _detached = false;
+  /** @internal */ _spawnN = false;
+  /** @internal Sticky: once set, every evy wait of this thread throws it. */
+  _killError: unknown = undefined;
+  /** @internal A Timeout that fired while the thread was not at an evy wait. */
+  _pendingThrow: unknown = undefined;
+  /** @internal */ _failed = false;
+  /** @internal */ _result: unknown = undefined;
+  /** @internal */ _parked: Waiter | null = null;
+  /** @internal */ _parkedMore: Set<Waiter> | null = null;
+  /** @internal Resources this thread is using (ownership follows use): destroyed when it is killed. */
+  _owned: Map<object, Destroyer> | null = null;
+  /** @internal */ _links: Link<any>[] | null = null;
+  /** @internal */ _exitWaiters: WaitList | null = null;
+  /** @internal Resolvers of pending kill() promises. */
+  _onExit: (() => void)[] | null = null;
+  /** @internal */ _timer: NodeJS.Timeout | null = null;
+  /** @internal */ _ac: AbortController | null = null;
+  private _name: string | null = null;
+
+  /** @internal Use spawn(), spawnN() or spawnAfter(). */
+  constructor(fn: ((...args: any[]) => unknown) | null, args: unknown[] | null) {
+    this.id = rt.nextId++;
+    this._fn = fn;
+    this._args = args;
+  }
+
+  get name(): string {
+    return this._name ?? (this === rt.main ? 'MainThread' : `GreenThread-${this.id}`);
+  }
+
+  set name(value: string) {
+    this._name = String(value);
+  }
+
+  /** True once the thread has finished, was killed before it started, or was detached after a kill. */
+  get dead(): boolean {
+    return this._finished || this._detached;
+  }
+
+  /** Aborted (with the kill error as reason) when the thread is killed; never on a normal exit. */
+  get signal(): AbortSignal {
+    if (this._ac === null) {
+      this._ac = new AbortController();
+      if (this._killError !== undefined) this._ac.abort(this._killError);
+    }
+    return this._ac.signal;
+  }
+
+  /** The thread's result; rethrows its error (a killed thread's: the kill error). An evy wait. */
+  wait(): Promise<T> {
+    if (this.dead) return this._failed ? readyReject(this._result) : ready(this._result as T);
+    if (this === current()) return Promise.reject(new EvyError('a green thread cannot wait() for itself', 'ERR_EVY_SELF_WAIT'));
+    const w = block<T>('GreenThread.wait');
+    return w instanceof Promise ? w : w.park((this._exitWaiters ??= new WaitList()));
+  }
+
+  /**
+   * Kills the thread: its pending evy waits reject with `error` (default GreenletExit), the resources it
+   * owns are destroyed, `signal` aborts. Settles once the thread has finished; a thread parked on a
+   * foreign promise gets a short grace and is then detached. No-op on a dead thread.
+   */
+  kill(error?: unknown): Promise<void> {
+    if (this.dead) return Promise.resolve();
+    if (this === rt.main) return Promise.reject(new EvyError('the main green thread cannot be killed', 'ERR_EVY_KILL_MAIN'));
+    if (this._killError !== undefined) return this._whenExited(); // already dying
+    const err = error === undefined ? new GreenletExit() : error;
+    this._killError = err;
+    this._ac?.abort(err);
+    if (this._state === NEW) {
+      if (this._timer !== null) rt.timers.clearTimeout(this._timer);
+      this._timer = null;
+      this._fn = null;
+      this._args = null;
+      this._finished = true;
+      this._settle(err, true);
+      return Promise.resolve();
+    }
+    this._destroyOwned(err);
+    const parked = this._interrupt(err);
+    if (this === current()) {
+      // Killing yourself: the caller is the thread, so it throws now (eventlet raises in place).
+      const p = Promise.reject(err);
+      p.catch(() => {});
+      return p;
+    }
+    const done = this._whenExited();
+    // Parked at an evy wait: its finally blocks run and it finishes, however long they take.
+    // Otherwise it may sit on a foreign promise forever: give it a grace, then detach it.
+    if (!parked) rt.timers.setTimeout(detachIfAlive, KILL_GRACE_MS, this);
+    return done;
+  }
+
+  /** Kills the thread only if it has not started yet. */
+  cancel(error?: unknown): void {
+    if (this._state === NEW && !this.dead) void this.kill(error);
+  }
+
+  /** Calls `cb(gt, ...args)` when the thread exits (at once if it already has), in registration order. */
+  link<A extends unknown[]>(cb: (gt: GreenThread<T>, ...args: A) => void, ...args: A): void {
+    checkFunction(cb, 'cb');
+    if (this.dead) {
+      runLink(this, cb, args);
+      return;
+    }
+    (this._links ??= []).push([cb, args]);
+  }
+
+  /** Removes the first link registered with `cb`; returns whether one was removed. */
+  unlink(cb: (gt: GreenThread<T>, ...args: any[]) => void): boolean {
+    const links = this._links;
+    if (links === null) return false;
+    const i = links.findIndex((l) => l[0] === cb);
+    if (i < 0) return false;
+    links.splice(i, 1);
+    return true;
+  }
+
+  /** @internal Rejects every evy wait the thread is parked on. Returns whether there was one. */
+  _interrupt(error: unknown): boolean {
+    let any = false;
+    const w = this._parked;
+    if (w !== null) {
+      any = true;
+      w.interrupt(error);
+    }
+    const more = this._parkedMore;
+    if (more !== null && more.size > 0) {
+      any = true;
+      for (const m of [...more]) m.interrupt(error);
+    }
+    return any;
+  }
+
+  /** @internal The error the thread's next evy wait must throw, if any. */
+  _takeInterrupt(): unknown {
+    if (this._killError !== undefined) return this._killError;
+    const e = this._pendingThrow;
+    if (e !== undefined) this._pendingThrow = undefined;
+    return e;
+  }
+
+  /** @internal */
+  _whenExited(): Promise<void> {
+    return new Promise((resolve) => (this._onExit ??= []).push(resolve));
+  }
+
+  /** @internal */
+  _destroyOwned(err: unknown): void {
+    const owned = this._owned;
+    if (owned === null) return;
+    this._owned = null;
+    for (const [res, destroy] of owned) {
+      try {
+        destroy(res, err);
+      } catch (e) {
+        reportError(e, this);
+      }
+    }
+  }
+
+  /** @internal The body returned or threw. */
+  _finish(value: unknown, failed: boolean): void {
+    if (this._finished) return;
+    this._finished = true;
+    this._state = FINISHED;
+    this._owned = null; // a normal exit releases, never destroys
+    if (this._detached) return; // already reported dead; the late result is discarded
+    if (failed && this._spawnN && !(value === this._killError)) reportError(value, this);
+    this._settle(value, failed);
+  }
+
+  /** @internal Records the outcome and tells everyone waiting. */
+  _settle(value: unknown, failed: boolean): void {
+    this._state = FINISHED;
+    this._result = value;
+    this._failed = failed;
+    const waiters = this._exitWaiters;
+    if (waiters !== null) {
+      this._exitWaiters = null;
+      for (const w of waiters.drain()) failed ? w.fail(value) : w.wake(value);
+    }
+    const links = this._links;
+    if (links !== null) {
+      this._links = null;
+      for (const [cb, args] of links) runLink(this, cb, args);
+    }
+    const onExit = this._onExit;
+    if (onExit !== null) {
+      this._onExit = null;
+      for (const resolve of onExit) resolve();
+    }
+  }
+}
+
+function runLink<T>(gt: GreenThread<T>, cb: (gt: GreenThread<T>, ...args: any[]) => void, args: unknown[]): void {
+  try {
+    cb(gt, ...args);
+  } catch (e) {
+    reportError(e, gt);
+  }
+}
+
+function detachIfAlive(t: GreenThread): void {
+  if (t._finished || t._detached) return;
+  t._detached = true;
+  t._owned = null;
+  t._settle(t._killError, true);
+}
+
+rt.main ??= new GreenThread(null, null);
+rt.main._state = RUNNING;
+
+// ---- scheduling ----------------------------------------------------------------------------------
+
+function schedule(t: GreenThread): void {
+  rt.ready.push(t);
+  if (!rt.drainScheduled) {
+    rt.drainScheduled = true;
+    queueMicrotask(drain);
+  }
+}
+
+function drain(): void {
+  const als = ensureAls();
+  const ready = rt.ready;
+  // Threads spawned while draining join this batch (the loop re-reads the length).
+  for (let i = 0; i < ready.length; i++) {
+    const t = ready[i]!;
+    ready[i] = undefined;
+    if (t._state === NEW && t._killError === undefined) als.run(t, start, t);
+  }
+  ready.length = 0;
+  rt.drainScheduled = false;
+}
+
+function start(t: GreenThread): void {
+  t._state = RUNNING;
+  const fn = t._fn!;
+  const args = t._args;
+  t._fn = null;
+  t._args = null;
+  let r: unknown;
+  try {
+    r = args === null ? fn() : fn(...args);
+  } catch (e) {
+    t._finish(e, true);
+    return;
+  }
+  if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
+    // The reactions run in the thread's async context, so they find their thread without a closure.
+    (r as PromiseLike<unknown>).then(finishOk, finishErr);
+  } else {
+    t._finish(r, false);
+  }
+}
+
+function finishOk(v: unknown): void {
+  rt.als!.getStore()!._finish(v, false);
+}
+
+function finishErr(e: unknown): void {
+  rt.als!.getStore()!._finish(e, true);
+}
+
+// ---- public spawning API ---------------------------------------------------------------------------
+
+/** @internal Creates and schedules a thread; `report` marks a spawnN thread (errors go to hub.onError). */
+export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): GreenThread<Awaited<T>> {
+  checkFunction(fn);
+  ensureAls();
+  const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
+  t._spawnN = report;
+  schedule(t);
+  return t;
+}
+
+/** @internal A thread that already finished with this outcome (a pool's inline run). */
+export function finishedThread<T>(value: unknown, failed: boolean): GreenThread<T> {
+  const t = new GreenThread<T>(null, null);
+  t._finished = true;
+  t._settle(value, failed);
+  return t;
+}
+
+/** Starts `fn(...args)` in a new green thread at the next scheduler turn. */
+export function spawn<A extends unknown[], T>(fn: (...args: A) => T | PromiseLike<T>, ...args: A): GreenThread<Awaited<T>> {
+  return launch(fn, args, false);
+}
+
+/** Like spawn, without a result: an error is reported to `hub.onError` (default: stderr), never lost. */
+export function spawnN<A extends unknown[]>(fn: (...args: A) => unknown, ...args: A): void {
+  launch(fn, args, true);
+}
+
+/** Spawns `fn(...args)` after `seconds`; `gt.cancel()` before then prevents the call. */
+export function spawnAfter<A extends unknown[], T>(seconds: number, fn: (...args: A) => T | PromiseLike<T>, ...args: A): GreenThread<Awaited<T>> {
+  const ms = checkSeconds(seconds);
+  checkFunction(fn);
+  ensureAls();
+  const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
+  t._timer = rt.timers.setTimeout(scheduleLater, ms, t);
+  return t;
+}
+
+function scheduleLater(t: GreenThread): void {
+  t._timer = null;
+  if (t._killError === undefined) schedule(t);
+}
+
+/** The running green thread (the main thread outside spawned ones). */
+export function getcurrent(): GreenThread {
+  return current();
+}
+
+/** Same as `gt.kill(error)`. */
+export function kill(gt: GreenThread<any>, error?: unknown): Promise<void> {
+  if (typeof (gt as GreenThread | null)?.kill !== 'function') throw invalidArgType('gt', 'a GreenThread', gt);
+  return gt.kill(error);
+}
+
+/** Runs `fn` outside any green thread's ownership: what it creates is never destroyed by a kill. */
+export function unowned<A extends unknown[], T>(fn: (...args: A) => T, ...args: A): T {
+  checkFunction(fn);
+  return ensureAls().run(rt.main!, fn, ...args);
+}
+
+/**
+ * Records that the current thread is using `resource` (ownership follows use): if the thread is killed
+ * while it owns it, `destroy(resource, killError)` runs. Returns the owner, to pass to `disown`.
+ */
+export function own(resource: object, destroy: Destroyer): GreenThread | null {
+  const t = current();
+  if (t === rt.main) return null;
+  if (t._killError !== undefined) {
+    destroy(resource, t._killError);
+    return null;
+  }
+  (t._owned ??= new Map()).set(resource, destroy);
+  return t;
+}
+
+/** Ends `owner`'s ownership of `resource` (its operation completed; the handle is idle). */
+export function disown(resource: object, owner: GreenThread | null): void {
+  owner?._owned?.delete(resource);
+}

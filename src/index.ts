@@ -1,0 +1,36 @@
+// evy: eventlet/Evy-style green threads for Node.js.
+export { EvyError, GreenletExit, Empty, Full, QueueClosed, StopServe, SocketTimeout } from './errors.js';
+export {
+  GreenThread,
+  spawn,
+  spawnN,
+  spawnAfter,
+  getcurrent,
+  kill,
+  unowned,
+  own,
+  disown,
+  KILL_GRACE_MS,
+  type Destroyer,
+} from './greenthread.js';
+export { sleep } from './sleep.js';
+export { Timeout, withTimeout } from './timeout.js';
+export { until } from './until.js';
+export { Event } from './event.js';
+export { Semaphore, BoundedSemaphore, CappedSemaphore } from './semaphore.js';
+export { LightQueue, Queue, PriorityQueue, LifoQueue } from './queue.js';
+export { GreenPool } from './greenpool.js';
+export { GreenPile } from './greenpile.js';
+export { GreenMap } from './greenmap.js';
+export { local } from './local.js';
+export type { Hub } from './runtime.js';
+
+import { spawnN, spawnAfter } from './greenthread.js';
+import { rt } from './runtime.js';
+import { withTimeout } from './timeout.js';
+
+/** The scheduler's settings, shared by every copy of evy in the process. */
+export const hub = rt.hub;
+
+// eventlet's snake_case names, as aliases of the same function objects.
+export { spawnN as spawn_n, spawnAfter as spawn_after, withTimeout as with_timeout };

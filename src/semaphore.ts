@@ -1,0 +1,162 @@
+import { EvyError } from './errors.js';
+import { checkBoolean, checkCount, checkFunction, checkOptionalSeconds } from './validate.js';
+import { current } from './runtime.js';
+import { Waiter, wakeFalse, WaitList } from './waiter.js';
+
+/**
+ * A counting semaphore. `acquire()` resolves `true`, or `false` when non-blocking or timed out (Python's
+ * threading semantics). A release hands the permit straight to the longest waiter (FIFO, no barging).
+ */
+export class Semaphore {
+  protected count: number;
+  protected waiters = new WaitList();
+
+  constructor(value = 1) {
+    this.count = checkCount(value, 'value');
+  }
+
+  acquire(blocking = true, timeout?: number | null): Promise<boolean> {
+    checkBoolean(blocking, 'blocking');
+    const ms = checkOptionalSeconds(timeout);
+    const t = current();
+    const e = t._takeInterrupt();
+    if (e !== undefined) return Promise.reject(e);
+    if (this.count > 0 && this.waiters.size === 0) {
+      this.count--;
+      return Promise.resolve(true);
+    }
+    if (!blocking) return Promise.resolve(false);
+    return new Waiter<boolean>(t, 'Semaphore.acquire').park(this.waiters, ms, wakeFalse);
+  }
+
+  release(): void {
+    const w = this.waiters.shift();
+    if (w !== undefined) w.wake(true);
+    else this.count++;
+  }
+
+  /** Runs `fn` holding one permit (Python's `with sem:`). */
+  async run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
+    checkFunction(fn);
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Permits available now (negative after a pool shrank below its running count). */
+  get counter(): number {
+    return this.count;
+  }
+
+  /** Permits minus the threads waiting for one. */
+  get balance(): number {
+    return this.count - this.waiters.size;
+  }
+
+  /** Threads blocked in acquire(). */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  locked(): boolean {
+    return this.count <= 0;
+  }
+
+  bounded(): boolean {
+    return false;
+  }
+
+  /** @internal Takes a permit if one is free and nobody queues for it. */
+  _tryAcquire(): boolean {
+    if (this.count > 0 && this.waiters.size === 0) {
+      this.count--;
+      return true;
+    }
+    return false;
+  }
+
+  /** @internal Adds `delta` permits (may go negative), waking waiters while permits are free. */
+  _adjust(delta: number): void {
+    this.count += delta;
+    while (this.count > 0) {
+      const w = this.waiters.shift();
+      if (w === undefined) break;
+      this.count--;
+      w.wake(true);
+    }
+  }
+}
+
+/** A Semaphore whose release past its initial value is an error. */
+export class BoundedSemaphore extends Semaphore {
+  readonly limit: number;
+
+  constructor(value = 1) {
+    super(value);
+    this.limit = value;
+  }
+
+  override release(): void {
+    if (this.waiters.size === 0 && this.count >= this.limit) {
+      throw new EvyError(`BoundedSemaphore released too many times (limit ${this.limit})`, 'ERR_EVY_SEMAPHORE_OVER_RELEASED');
+    }
+    super.release();
+  }
+}
+
+/** A semaphore whose acquire blocks at 0 and whose release blocks at `limit` (eventlet's CappedSemaphore). */
+export class CappedSemaphore {
+  private lower: Semaphore;
+  private upper: Semaphore;
+
+  constructor(count: number, limit: number) {
+    checkCount(count, 'count');
+    checkCount(limit, 'limit');
+    if (count > limit) throw new RangeError(`CappedSemaphore count (${count}) must not exceed limit (${limit})`);
+    this.lower = new Semaphore(count);
+    this.upper = new Semaphore(limit - count);
+  }
+
+  async acquire(blocking = true, timeout?: number | null): Promise<boolean> {
+    if (!(await this.lower.acquire(blocking, timeout))) return false;
+    this.upper.release();
+    return true;
+  }
+
+  /** Blocks while the count is at its limit; `false` when non-blocking or timed out. */
+  async release(blocking = true, timeout?: number | null): Promise<boolean> {
+    if (!(await this.upper.acquire(blocking, timeout))) return false;
+    this.lower.release();
+    return true;
+  }
+
+  async run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
+    checkFunction(fn);
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      await this.release();
+    }
+  }
+
+  get counter(): number {
+    return this.lower.counter;
+  }
+
+  get balance(): number {
+    return this.lower.balance - this.upper.balance;
+  }
+
+  locked(): boolean {
+    return this.lower.locked();
+  }
+
+  bounded(): boolean {
+    return this.upper.locked();
+  }
+}
+

@@ -1,0 +1,14 @@
+import { defineConfig } from 'tsup';
+
+// One shared chunk for the runtime in each format: the main entry and every green module
+// must see the same GreenThread class and the same scheduler state.
+export default defineConfig({
+  entry: ['src/index.ts', 'src/green/*.ts'],
+  format: ['esm', 'cjs'],
+  dts: true,
+  target: 'node20',
+  platform: 'node',
+  splitting: true,
+  sourcemap: false,
+  clean: true,
+});
