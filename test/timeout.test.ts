@@ -1,0 +1,263 @@
+import { createServer, connect, type Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { Event, getcurrent, GreenletExit, Queue, sleep, spawn, Timeout, until, withTimeout, with_timeout } from '../src/index.js';
+
+describe('Timeout', () => {
+  it('fires at the creating thread’s current evy wait, throwing itself', async () => {
+    const t = new Timeout(0.02);
+    expect(t.pending).toBe(true);
+    expect(t.seconds).toBe(0.02);
+    const t0 = performance.now();
+    const err = await sleep(5).catch((e: unknown) => e);
+    expect(err).toBe(t);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(t.pending).toBe(false);
+    expect(t).toBeInstanceOf(Error);
+    expect(t.code).toBe('ERR_EVY_TIMEOUT');
+  });
+
+  it('throws the given error instead when one is given (instance or class)', async () => {
+    const custom = new RangeError('too slow');
+    const t = new Timeout(0.01, custom);
+    await expect(new Queue().get()).rejects.toBe(custom);
+    t.cancel();
+    new Timeout(0.01, TypeError);
+    await expect(new Event().wait()).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('cancel() before expiry prevents it', async () => {
+    const t = new Timeout(0.01);
+    t.cancel();
+    expect(t.pending).toBe(false);
+    await sleep(0.03); // would throw if it fired
+    t.cancel(); // idempotent
+  });
+
+  it('null/undefined seconds never fires', async () => {
+    const a = new Timeout(null);
+    const b = new Timeout();
+    expect(a.pending || b.pending).toBe(false);
+    await sleep(0.01);
+    expect(a.seconds).toBeNull();
+  });
+
+  it('nested: the one that expired is raised, the other is untouched', async () => {
+    const outer = new Timeout(0.2);
+    const inner = new Timeout(0.02);
+    const err = await sleep(1).catch((e: unknown) => e);
+    expect(err).toBe(inner);
+    expect(outer.pending).toBe(true);
+    outer.cancel();
+    const outer2 = new Timeout(0.02);
+    const inner2 = new Timeout(0.2);
+    expect(await sleep(1).catch((e: unknown) => e)).toBe(outer2);
+    expect(inner2.pending).toBe(true);
+    inner2.cancel();
+  });
+
+  it('a using-declaration disposes it (cancels) at the end of the block', async () => {
+    let kept: Timeout;
+    {
+      using t = new Timeout(0.01);
+      kept = t;
+      expect(t.pending).toBe(true);
+    }
+    expect(kept.pending).toBe(false);
+    await sleep(0.03);
+  });
+
+  it('fires in the thread that created it, not in the thread that is running', async () => {
+    const gt = spawn(async () => {
+      const t = new Timeout(0.01);
+      try {
+        await sleep(1);
+        return 'slept';
+      } catch (e) {
+        return e === t ? 'timed out' : 'other';
+      }
+    });
+    await sleep(0.05); // main is not interrupted
+    expect(await gt.wait()).toBe('timed out');
+  });
+
+  it('fired while the thread was on a foreign await: delivered at its next evy wait', async () => {
+    const t = new Timeout(0.01);
+    await new Promise((r) => setTimeout(r, 30)); // foreign: cannot be interrupted
+    await expect(sleep(0)).rejects.toBe(t);
+    await sleep(0); // delivered once
+  });
+
+  it('a Timeout cancelled after firing but before delivery is dropped', async () => {
+    const t = new Timeout(0.01);
+    await new Promise((r) => setTimeout(r, 30));
+    t.cancel();
+    await sleep(0);
+  });
+
+  it('does not keep the process alive (its timer is unref’d)', () => {
+    const t = new Timeout(60);
+    const timer = (t as unknown as { timer: NodeJS.Timeout }).timer;
+    expect(timer.hasRef()).toBe(false);
+    t.cancel();
+  });
+
+  it('rejects bad seconds with a typed error', () => {
+    expect(() => new Timeout('1' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Timeout(-1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new Timeout(NaN)).toThrow(RangeError);
+  });
+});
+
+describe('withTimeout', () => {
+  it('returns the value when fn finishes in time', async () => {
+    expect(await withTimeout(1, async (x: number) => x + 1, 1)).toBe(2);
+    expect(with_timeout).toBe(withTimeout);
+  });
+
+  it('kills the child at the deadline, runs its finally, then throws Timeout in the caller', async () => {
+    const log: string[] = [];
+    const t0 = performance.now();
+    const err = await withTimeout(0.03, async () => {
+      try {
+        await sleep(5);
+      } finally {
+        log.push('child cleanup');
+      }
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+    expect(log).toEqual(['child cleanup']);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('never hangs on a child parked on a foreign promise that never settles', async () => {
+    const t0 = performance.now();
+    const err = await withTimeout(0.02, () => new Promise(() => {})).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+    expect(performance.now() - t0).toBeLessThan(900);
+  });
+
+  it('rethrows the child’s own error', async () => {
+    const boom = new Error('boom');
+    await expect(
+      withTimeout(1, () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+  });
+
+  it('killing the caller kills the child too', async () => {
+    let child: ReturnType<typeof getcurrent> | undefined;
+    const caller = spawn(() =>
+      withTimeout(10, async () => {
+        child = getcurrent();
+        await sleep(10);
+      }),
+    );
+    await sleep(0.01);
+    await caller.kill();
+    expect(child!.dead).toBe(true);
+    await expect(child!.wait()).rejects.toBeInstanceOf(GreenletExit);
+  });
+
+  it('nested: the outer, shorter deadline wins and the inner one does not swallow it', async () => {
+    let inner: Timeout | undefined;
+    const err = await withTimeout(0.02, async () => {
+      try {
+        await withTimeout(0.5, () => sleep(2));
+      } catch (e) {
+        if (e instanceof Timeout) inner = e;
+        throw e;
+      }
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+    expect(inner).toBe(err); // the inner withTimeout let the outer Timeout through unchanged
+  });
+
+  it('a caught Timeout still means too late: the caller throws Timeout', async () => {
+    const err = await withTimeout(0.01, async () => {
+      try {
+        await sleep(1);
+      } catch {
+        return 'swallowed';
+      }
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+  });
+});
+
+describe('until', () => {
+  it('returns the foreign promise’s value or rethrows its error', async () => {
+    expect(await until(Promise.resolve(3))).toBe(3);
+    expect(await until(7)).toBe(7);
+    await expect(until(Promise.reject(new Error('x')))).rejects.toThrow('x');
+  });
+
+  it('makes a foreign await killable: kill() settles at once, no grace needed', async () => {
+    const gt = spawn(() => until(new Promise(() => {})));
+    await sleep(0);
+    const t0 = performance.now();
+    await gt.kill();
+    expect(performance.now() - t0).toBeLessThan(50);
+    await expect(gt.wait()).rejects.toBeInstanceOf(GreenletExit);
+  });
+});
+
+describe('sleep', () => {
+  it('rejects bad durations with typed errors', () => {
+    expect(() => sleep(-1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => sleep('1' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+
+  it('sleep(0) yields to every other ready thread', async () => {
+    const log: string[] = [];
+    const a = spawn(async () => {
+      for (let i = 0; i < 3; i++) {
+        log.push(`a${i}`);
+        await sleep(0);
+      }
+    });
+    const b = spawn(async () => {
+      for (let i = 0; i < 3; i++) {
+        log.push(`b${i}`);
+        await sleep(0);
+      }
+    });
+    await a.wait();
+    await b.wait();
+    expect(log).toEqual(['a0', 'b0', 'a1', 'b1', 'a2', 'b2']);
+  });
+
+  it('a thread spinning on sleep(0) does not starve timers or socket callbacks', async () => {
+    let stop = false;
+    let spins = 0;
+    const spinner = spawn(async () => {
+      while (!stop) {
+        spins++;
+        await sleep(0);
+      }
+    });
+    // A real socket round trip while the spinner runs.
+    const server = createServer((s) => s.on('data', (d) => s.write(d)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const client: Socket = connect(port, '127.0.0.1');
+    const echoed = await new Promise<string>((resolve) => {
+      client.once('data', (d) => resolve(d.toString()));
+      client.write('ping');
+    });
+    const timerFired = await new Promise<boolean>((r) => setTimeout(() => r(true), 5));
+    stop = true;
+    await spinner.wait();
+    client.destroy();
+    await new Promise((r) => server.close(r));
+    expect(echoed).toBe('ping');
+    expect(timerFired).toBe(true);
+    expect(spins).toBeGreaterThan(1);
+  });
+
+  it('sleep(s) waits about s seconds and keeps the process alive', async () => {
+    const t0 = performance.now();
+    await sleep(0.02);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(18);
+  });
+});
