@@ -162,7 +162,9 @@ export class LightQueue<T = unknown> {
     }
     const putter = this.putters.shift()!;
     this._accepted();
-    putter.wake(undefined);
+    // Wake the putter one microtask later, so the getter (which awaits our result) resumes first:
+    // on a channel, put() returns only after the getter has received the item.
+    queueMicrotask(() => putter.wake(undefined));
     return putter.value as T;
   }
 
