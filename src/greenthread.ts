@@ -12,6 +12,8 @@ const FINISHED = 2;
 export const KILL_GRACE_MS = 100;
 
 type Link<T> = [cb: (gt: GreenThread<T>, ...args: any[]) => void, args: unknown[]];
+/** @internal `rt.ext.onSpawn`: called with each new thread (in the spawning thread's context) when set. */
+export type SpawnHook = (t: GreenThread) => void;
 /** Destroys one resource that a thread owns, with the kill error. */
 export type Destroyer = (resource: any, error: unknown) => void;
 
@@ -296,6 +298,9 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
   ensureAls();
   const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
   t._spawnN = report;
+  // Opt-in debug hook (evy.debug thread tracking): one slot read per spawn when off.
+  const hook = rt.ext.onSpawn as SpawnHook | undefined;
+  if (hook !== undefined) hook(t);
   schedule(t);
   return t;
 }
@@ -325,6 +330,8 @@ export function spawnAfter<A extends unknown[], T>(seconds: number, fn: (...args
   ensureAls();
   const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
   t._timer = rt.timers.setTimeout(scheduleLater, ms, t);
+  const hook = rt.ext.onSpawn as SpawnHook | undefined;
+  if (hook !== undefined) hook(t);
   return t;
 }
 
