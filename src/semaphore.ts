@@ -120,17 +120,28 @@ export class CappedSemaphore {
     this.upper = new Semaphore(limit - count);
   }
 
+  // As eventlet: move the permit to the other side first, then wait on this side; undo on failure.
   async acquire(blocking = true, timeout?: number | null): Promise<boolean> {
-    if (!(await this.lower.acquire(blocking, timeout))) return false;
+    if (!blocking && this.lower.locked()) return false;
     this.upper.release();
-    return true;
+    return this.settle(this.lower.acquire(blocking, timeout), this.upper);
   }
 
   /** Blocks while the count is at its limit; `false` when non-blocking or timed out. */
   async release(blocking = true, timeout?: number | null): Promise<boolean> {
-    if (!(await this.upper.acquire(blocking, timeout))) return false;
+    if (!blocking && this.upper.locked()) return false;
     this.lower.release();
-    return true;
+    return this.settle(this.upper.acquire(blocking, timeout), this.lower);
+  }
+
+  private async settle(acquired: Promise<boolean>, moved: Semaphore): Promise<boolean> {
+    let ok = false;
+    try {
+      ok = await acquired;
+      return ok;
+    } finally {
+      if (!ok) moved._adjust(-1);
+    }
   }
 
   async run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
