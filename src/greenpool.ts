@@ -1,5 +1,5 @@
 // GreenPool: a bounded set of green threads. spawn() waits for a free slot (backpressure).
-import { EvyError } from './errors.js';
+import { EvyError, invalidArgType } from './errors.js';
 import { finishedThread, type GreenThread, launch } from './greenthread.js';
 import { GreenMap } from './greenmap.js';
 import { current, reportError } from './runtime.js';
@@ -83,13 +83,16 @@ export class GreenPool {
   /** Maps `fn` over the zipped iterables with the pool's concurrency; results in input order. */
   imap<A extends unknown[], R>(fn: (...args: A) => R | PromiseLike<R>, ...iterables: { [K in keyof A]: Iterable<A[K]> | AsyncIterable<A[K]> }): GreenMap<Awaited<R>> {
     checkFunction(fn);
-    return new GreenMap(this, fn as any, zip(iterables as (Iterable<unknown> | AsyncIterable<unknown>)[]));
+    const its = iterables as (Iterable<unknown> | AsyncIterable<unknown>)[];
+    const source = zip(its);
+    return new GreenMap(this, fn as any, source, source !== its[0]);
   }
 
   /** Like imap, with each item of `iterable` an array of arguments. */
   starmap<A extends unknown[], R>(fn: (...args: A) => R | PromiseLike<R>, iterable: Iterable<A> | AsyncIterable<A>): GreenMap<Awaited<R>> {
     checkFunction(fn);
-    return new GreenMap(this, fn as any, iterable as Iterable<unknown[]> | AsyncIterable<unknown[]>);
+    checkIterable(iterable, 2);
+    return new GreenMap(this, fn as any, iterable, true);
   }
 
   private start<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): Promise<GreenThread<Awaited<T>>> {
@@ -97,6 +100,16 @@ export class GreenPool {
     if (this.slots._tryAcquire()) return Promise.resolve(this.launch(fn, args, report));
     if (this.threads.has(current())) return this.runInline(fn, args, report);
     return this.slots.acquire().then(() => this.launch(fn, args, report));
+  }
+
+  /** @internal Starts `fn` in a free slot without waiting; null when the pool is full. */
+  _tryLaunch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[]): GreenThread<Awaited<T>> | null {
+    return this.slots._tryAcquire() ? this.launch(fn, args, false) : null;
+  }
+
+  /** @internal Whether `t` is one of this pool's threads. */
+  _owns(t: GreenThread<any>): boolean {
+    return this.threads.has(t);
   }
 
   private launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): GreenThread<Awaited<T>> {
@@ -120,13 +133,17 @@ function isAsync(x: Iterable<unknown> | AsyncIterable<unknown>): x is AsyncItera
   return typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 }
 
-/** Python's zip over sync or async iterables: argument arrays, stopping at the shortest. */
-function zip(iterables: (Iterable<unknown> | AsyncIterable<unknown>)[]): Iterable<unknown[]> | AsyncIterable<unknown[]> {
-  iterables.forEach((it, i) => {
-    if (it === null || typeof it !== 'object' || (typeof (it as any)[Symbol.iterator] !== 'function' && !isAsync(it))) {
-      throw new TypeError(`imap() argument ${i + 2} must be iterable`);
-    }
-  });
+function checkIterable(it: unknown, position: number): void {
+  if (it === null || typeof it !== 'object' || (typeof (it as any)[Symbol.iterator] !== 'function' && !isAsync(it as Iterable<unknown>))) {
+    throw invalidArgType(`iterable #${position - 1}`, 'an iterable or async iterable', it);
+  }
+}
+
+/** Python's zip over sync or async iterables: argument arrays, stopping at the shortest. One iterable is
+ *  returned as it is (its items are single arguments). */
+function zip(iterables: (Iterable<unknown> | AsyncIterable<unknown>)[]): Iterable<unknown> | AsyncIterable<unknown> {
+  iterables.forEach((it, i) => checkIterable(it, i + 2));
+  if (iterables.length === 1) return iterables[0]!;
   if (!iterables.some(isAsync)) {
     return {
       *[Symbol.iterator]() {
