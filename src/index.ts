@@ -24,6 +24,22 @@ export { GreenPile } from './greenpile.js';
 export { GreenMap } from './greenmap.js';
 export { local } from './local.js';
 export type { Hub } from './runtime.js';
+export {
+  GreenSocket,
+  SocketError,
+  SSLError,
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  SHUT_RD,
+  SHUT_WR,
+  SHUT_RDWR,
+  type Address,
+  type Family,
+} from './socket.js';
+export { SocketFile } from './socketfile.js';
+export { connect, listen, serve } from './convenience.js';
+export { wrapSsl, wrapSsl as wrap_ssl, type WrapSslOptions } from './ssl.js';
 
 import { spawnN, spawnAfter } from './greenthread.js';
 import { rt } from './runtime.js';
