@@ -50,3 +50,10 @@ export const hub = rt.hub;
 
 // eventlet's snake_case names, as aliases of the same function objects.
 export { spawnN as spawn_n, spawnAfter as spawn_after, withTimeout as with_timeout };
+export {
+  importPatched,
+  importPatched as import_patched,
+  type ImportPatchedModules,
+  type ImportPatchedOptions,
+  type GreenModuleName,
+} from './import-patched.js';

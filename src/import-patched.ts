@@ -1,0 +1,203 @@
+// importPatched: eventlet's import_patched. The mechanism lives in loader/ (plain JS, loaded on the first call
+// only, so a process that never calls importPatched pays nothing); this file validates and words the errors.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { EvyError, invalidArgType } from './errors.js';
+
+/** The builtins importPatched can swap for evy's green modules. */
+export type GreenModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process';
+type Key = GreenModuleName | `node:${GreenModuleName}`;
+
+/**
+ * Which builtins the tree sees swapped: a list narrows (`['net', 'timers']`: those get evy's green modules, the
+ * others stay real); an object maps a name to `true` (evy's green module) or to the object to use instead
+ * (`{ net: myNet }`). Default: all five green modules.
+ */
+export type ImportPatchedModules = readonly Key[] | { readonly [K in Key]?: boolean | object };
+
+export interface ImportPatchedOptions {
+  /** What a relative or bare specifier resolves against: pass `import.meta.url` (or a file path). Default: the caller's file. */
+  parent?: string | URL;
+}
+
+interface Impl {
+  importPatched(spec: string, parent: string, modules: Record<string, unknown>, replacements: Record<string, object>): Promise<object>;
+  Failure: new (...a: never[]) => { notFound: boolean; cause: unknown };
+  GREEN: readonly GreenModuleName[];
+  PKG_ROOT: string;
+}
+
+let impl: Impl | null = null;
+
+function load(): Impl {
+  return (impl ??= createRequire(thisFile())('../loader/index.cjs') as Impl);
+}
+
+/**
+ * This file's path, read from the stack: `import.meta.url` would be a syntax error in the CJS build. It is bundled
+ * into dist/index.js (ESM), dist/index.cjs (CJS), or run from src/ by the tests: one level below the package root,
+ * next to loader/.
+ */
+function thisFile(): string {
+  const prepare = Error.prepareStackTrace;
+  let file: string | null | undefined;
+  try {
+    Error.prepareStackTrace = (_e, sites: NodeJS.CallSite[]) => sites[0]?.getFileName();
+    file = new Error().stack as unknown as string | null | undefined;
+  } finally {
+    Error.prepareStackTrace = prepare;
+  }
+  if (typeof file !== 'string') throw new EvyError('importPatched: cannot locate evy on the stack', 'ERR_EVY_IMPORT_PATCHED_LOAD');
+  return file.startsWith('file:') ? fileURLToPath(file) : file;
+}
+
+/**
+ * A fresh instance of the module `specifier` whose whole tree (ESM and CommonJS, packages under node_modules, a
+ * dynamic `import()` inside it) sees evy's green `net`, `tls`, `timers`, `fs`, `child_process` (or the ones given
+ * in `modules`), while every other importer keeps the real ones.
+ */
+export function importPatched<T = any>(
+  specifier: string | URL,
+  modules?: ImportPatchedModules,
+  options?: ImportPatchedOptions,
+): Promise<T> {
+  // Everything that can fail synchronously is checked before the first await, and the caller's file is read from
+  // the stack while the caller is still on it.
+  let spec: string;
+  let parent: string;
+  let config: { modules: Record<string, unknown>; replacements: Record<string, object> };
+  let im: Impl;
+  try {
+    if (specifier instanceof URL) spec = specifier.href;
+    else if (typeof specifier === 'string' && specifier !== '') spec = specifier;
+    else throw invalidArgType('specifier', 'a non-empty string or a URL', specifier);
+    im = load();
+    config = normalizeModules(modules, im.GREEN);
+    parent = parentOf(spec, options, im.PKG_ROOT);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return im.importPatched(spec, parent, config.modules, config.replacements).catch((failure: unknown) => {
+    if (!(failure instanceof im.Failure)) throw failure;
+    const cause = failure.cause;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    if (failure.notFound) {
+      throw withCause(
+        new EvyError(
+          `importPatched: cannot resolve '${spec}' from ${displayParent(parent)}: ${why}. A relative specifier ` +
+            'resolves against options.parent (pass import.meta.url), else against the calling file.',
+          'ERR_MODULE_NOT_FOUND',
+        ),
+        cause,
+      );
+    }
+    throw withCause(
+      new EvyError(
+        `importPatched('${spec}') failed while loading the module tree: ${why}. The process's own modules are ` +
+          'unaffected; fix the cause (error.cause) and call importPatched again (each call loads a fresh instance).',
+        'ERR_EVY_IMPORT_PATCHED_LOAD',
+      ),
+      cause,
+    );
+  }) as Promise<T>;
+}
+
+function withCause<E extends Error>(error: E, cause: unknown): E {
+  Object.defineProperty(error, 'cause', { value: cause, writable: true, configurable: true });
+  return error;
+}
+
+function displayParent(parent: string): string {
+  return parent.startsWith('file:') ? fileURLToPath(parent) : parent;
+}
+
+function normalizeModules(
+  modules: ImportPatchedModules | undefined,
+  green: readonly GreenModuleName[],
+): { modules: Record<string, unknown>; replacements: Record<string, object> } {
+  const out: Record<string, unknown> = {};
+  const replacements: Record<string, object> = {};
+  if (modules === undefined || modules === null) {
+    for (const name of green) out[name] = 'green';
+    return { modules: out, replacements };
+  }
+  const nameOf = (key: unknown): GreenModuleName => {
+    const bare = typeof key === 'string' && key.startsWith('node:') ? key.slice(5) : key;
+    if (typeof bare === 'string' && (green as readonly string[]).includes(bare)) return bare as GreenModuleName;
+    const err = new TypeError(
+      `importPatched: evy has no green module for ${JSON.stringify(key)}. The swappable builtins are ` +
+        `${green.join(', ')} (eventlet's 'socket' is ['net', 'tls'], 'time' is ['timers'], 'os' is ` +
+        "['fs', 'child_process']). Other builtins are always the real ones; pass { name: yourObject } only for these.",
+    );
+    (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  };
+  if (Array.isArray(modules)) {
+    for (const key of modules) out[nameOf(key)] = 'green';
+    return { modules: out, replacements };
+  }
+  if (typeof modules !== 'object') throw invalidArgType('modules', 'an array of module names or an object', modules);
+  for (const [key, value] of Object.entries(modules)) {
+    const name = nameOf(key);
+    if (value === true) out[name] = 'green';
+    else if (value === false || value === undefined) delete out[name];
+    else if ((typeof value === 'object' && value !== null) || typeof value === 'function') {
+      replacements[name] = value;
+      // The generated module exports the object's own keys, read when the tree is loaded.
+      out[name] = { names: Object.keys(value) };
+    } else throw invalidArgType(`modules.${key}`, 'true, false, or the module object to use', value);
+  }
+  return { modules: out, replacements };
+}
+
+const RELATIVE = /^\.{1,2}(\/|\\|$)/;
+
+function parentOf(spec: string, options: ImportPatchedOptions | undefined, pkgRoot: string): string {
+  if (options !== undefined && options !== null && typeof options !== 'object') {
+    throw invalidArgType('options', 'an object', options);
+  }
+  const given = options?.parent;
+  if (given !== undefined) {
+    if (given instanceof URL) return given.href;
+    if (typeof given !== 'string' || given === '') throw invalidArgType('options.parent', 'a URL or a file path', given);
+    if (/^[a-z][a-z0-9+.-]*:/i.test(given) && !/^[a-z]:[\\/]/i.test(given)) return given; // a URL (not C:\)
+    return pathToFileURL(path.resolve(given)).href;
+  }
+  const caller = callerFile(pkgRoot);
+  if (caller !== null) return pathToFileURL(caller).href;
+  if (RELATIVE.test(spec)) {
+    const err = new TypeError(
+      `importPatched: cannot tell which file '${spec}' is relative to (no caller file on the stack). ` +
+        'Pass { parent: import.meta.url } as the third argument.',
+    );
+    (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  // Bare and absolute specifiers from a REPL or eval: resolve from the working directory.
+  return pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
+}
+
+/** The first file on the stack outside evy itself (src/, dist/, loader/). */
+function callerFile(pkgRoot: string): string | null {
+  const own = ['src', 'dist', 'loader'].map((d) => path.join(pkgRoot, d) + path.sep);
+  const prepare = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  let sites: NodeJS.CallSite[] = [];
+  try {
+    Error.stackTraceLimit = 30;
+    Error.prepareStackTrace = (_e, s) => s;
+    sites = new Error().stack as unknown as NodeJS.CallSite[];
+  } finally {
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
+  }
+  for (const site of sites) {
+    let file = site.getFileName();
+    if (file === undefined || file === null || file.startsWith('node:')) continue;
+    if (file.startsWith('file:')) file = fileURLToPath(file);
+    if (!path.isAbsolute(file) || own.some((d) => file!.startsWith(d))) continue;
+    return file;
+  }
+  return null;
+}
