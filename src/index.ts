@@ -57,3 +57,5 @@ export {
   type ImportPatchedOptions,
   type GreenModuleName,
 } from './import-patched.js';
+export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type PatchHandle, type PatchName } from './patch.js';
+export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patch.js';

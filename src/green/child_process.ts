@@ -1,0 +1,23 @@
+// evy/green/child_process: node:child_process with ownership. A child spawned in a green thread is owned by
+// it until it exits; killing the thread sends SIGTERM, then SIGKILL after a grace. Children returned by
+// these functions also get blocking-style helpers: `await proc.wait()` and `await proc.communicate(input)`.
+import * as cp from 'node:child_process';
+import { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait, type GreenChildProcess } from '../ownership-child.js';
+
+export * from 'node:child_process';
+export { CHILD_KILL_GRACE_MS, communicate, wait, type GreenChildProcess };
+
+const base = (cp as any).default ?? cp;
+const fns = greenChildFunctions(base);
+
+export const spawn = fns.spawn as (...args: Parameters<typeof cp.spawn>) => GreenChildProcess;
+export const exec = fns.exec as unknown as typeof cp.exec;
+export const execFile = fns.execFile as unknown as typeof cp.execFile;
+export const fork = fns.fork as (...args: Parameters<typeof cp.fork>) => GreenChildProcess;
+
+const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof cp & {
+  wait: typeof wait;
+  communicate: typeof communicate;
+};
+Object.assign(green, fns, { wait, communicate });
+export default green;

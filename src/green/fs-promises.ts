@@ -1,0 +1,16 @@
+// evy/green/fs-promises: node:fs/promises with evy/green/fs's ownership (the target of an `fs/promises`
+// import in a patched module tree).
+import * as fsp from 'node:fs/promises';
+import { promiseFunctions } from '../ownership-fs.js';
+
+export * from 'node:fs/promises';
+export const open = promiseFunctions.open as typeof fsp.open;
+export const readFile = promiseFunctions.readFile as typeof fsp.readFile;
+export const writeFile = promiseFunctions.writeFile as typeof fsp.writeFile;
+export const appendFile = promiseFunctions.appendFile as typeof fsp.appendFile;
+export const watch = promiseFunctions.watch as typeof fsp.watch;
+
+const base = (fsp as any).default ?? fsp;
+const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof fsp;
+Object.assign(green, promiseFunctions);
+export default green;

@@ -1,0 +1,20 @@
+// evy/green/fs: node:fs whose streams, watchers and (fs.promises) FileHandles belong to the green thread
+// that opened them: a kill closes them. fs.promises.readFile/writeFile/appendFile/watch get a signal the
+// kill aborts (they reject with the kill error). Callback and *Sync functions are the originals.
+import * as fs from 'node:fs';
+import { fsFunctions, promiseFunctions } from '../ownership-fs.js';
+
+export * from 'node:fs';
+
+const base = (fs as any).default ?? fs;
+
+/** fs.promises with the green functions (the other functions are the originals, through the prototype). */
+export const promises: typeof fs.promises = Object.assign(Object.create(base.promises), promiseFunctions);
+export const createReadStream = fsFunctions.createReadStream as typeof fs.createReadStream;
+export const createWriteStream = fsFunctions.createWriteStream as typeof fs.createWriteStream;
+export const watch = fsFunctions.watch as typeof fs.watch;
+
+const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof fs;
+Object.defineProperty(green, 'promises', { value: promises, enumerable: true, configurable: true, writable: true });
+Object.assign(green, fsFunctions);
+export default green;

@@ -1,0 +1,149 @@
+// Green fs: streams, watchers and FileHandles a green thread opens are owned by it until they close, and a
+// kill closes them; fs.promises calls that accept a signal get one the kill aborts (they then reject with
+// the kill error). Callback and *Sync functions are unchanged (an fd number cannot be owned reliably).
+import type { FileHandle } from 'node:fs/promises';
+import { disown, own, type GreenThread } from './greenthread.js';
+import { current, rt } from './runtime.js';
+import { absorb, inUnowned, kNever, ps } from './ownership-state.js';
+
+const O = ps.orig.fs;
+const OP = ps.orig.fsp;
+const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
+const fsp = fs.promises;
+
+function thread(): GreenThread | null {
+  if (rt.als === null) return null;
+  const t = current();
+  return t === rt.main ? null : t;
+}
+
+function destroyStream(s: any, err: unknown): void {
+  if (s.destroyed) return;
+  absorb(s);
+  s.destroy(err);
+}
+
+function closeWatcher(w: any): void {
+  w.close();
+}
+
+/** Owns an emitter until its 'close' event. */
+function ownUntilClose<E extends { once(ev: string, fn: () => void): unknown }>(e: E, t: GreenThread, destroy: (r: any, err: unknown) => void): E {
+  if (own(e, destroy) !== null) e.once('close', () => disown(e, t));
+  return e;
+}
+
+export function createReadStream(this: unknown, ...args: unknown[]): import('node:fs').ReadStream {
+  const s = (O.createReadStream as any).apply(this, args);
+  const t = thread();
+  return t === null ? s : ownUntilClose(s, t, destroyStream);
+}
+
+export function createWriteStream(this: unknown, ...args: unknown[]): import('node:fs').WriteStream {
+  const s = (O.createWriteStream as any).apply(this, args);
+  const t = thread();
+  return t === null ? s : ownUntilClose(s, t, destroyStream);
+}
+
+export function watch(this: unknown, ...args: unknown[]): import('node:fs').FSWatcher {
+  const w = (O.watch as any).apply(this, args);
+  const t = thread();
+  return t === null ? w : ownUntilClose(w, t, closeWatcher);
+}
+
+function closeHandle(fh: FileHandle): void {
+  fh.close().catch(() => {});
+}
+
+// ---- fs.promises ---------------------------------------------------------------------------------
+
+/** fs.promises.open: the FileHandle is owned by the opening thread until closed; a kill closes it. */
+export async function open(this: unknown, ...args: unknown[]): Promise<FileHandle> {
+  const t = thread();
+  const fh: FileHandle = await (OP.open as any).apply(this ?? fsp, args);
+  if (t === null) {
+    if (rt.als !== null && inUnowned()) (fh as any)[kNever] = true;
+    return fh;
+  }
+  if (t._killError !== undefined) {
+    // The thread was killed while the file was opening: nobody will close it.
+    closeHandle(fh);
+    throw t._killError;
+  }
+  // Still in t's async context here; own() returns null if t has finished meanwhile (nothing to own).
+  if (own(fh, closeHandle) !== null) (fh as any).once?.('close', () => disown(fh, t));
+  return fh;
+}
+
+interface PRec {
+  ac: AbortController;
+}
+function abortWith(rec: PRec, err: unknown): void {
+  rec.ac.abort(err);
+}
+
+/** Calls `fn` with the options given a signal that the thread's kill aborts; the abort rejects with the kill error. */
+function withSignal<T>(t: GreenThread, options: unknown, call: (opts: unknown) => Promise<T>): Promise<T> {
+  if (t._killError !== undefined) return Promise.reject(t._killError);
+  let opts: any;
+  if (options === undefined || options === null) opts = {};
+  else if (typeof options === 'string') opts = { encoding: options };
+  else if (typeof options === 'object') opts = { ...options };
+  else return call(options); // let Node report the bad argument
+  const user: AbortSignal | undefined = opts.signal;
+  if (user?.aborted) return call(options);
+  const rec: PRec = { ac: new AbortController() };
+  const onUser = (): void => rec.ac.abort(user!.reason);
+  user?.addEventListener('abort', onUser, { once: true });
+  own(rec, abortWith);
+  opts.signal = rec.ac.signal;
+  const done = (): void => {
+    user?.removeEventListener('abort', onUser);
+    disown(rec, t);
+  };
+  return call(opts).then(
+    (v) => {
+      done();
+      return v;
+    },
+    (e) => {
+      done();
+      const k = t._killError;
+      throw k !== undefined && rec.ac.signal.reason === k ? k : e;
+    },
+  );
+}
+
+export function readFile(this: unknown, path: unknown, options?: unknown): Promise<any> {
+  const t = thread();
+  if (t === null) return OP.readFile.call(this ?? fsp, path, options);
+  return withSignal(t, options, (o) => OP.readFile.call(this ?? fsp, path, o));
+}
+
+export function writeFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
+  const t = thread();
+  if (t === null) return OP.writeFile.call(this ?? fsp, path, data, options);
+  return withSignal(t, options, (o) => OP.writeFile.call(this ?? fsp, path, data, o));
+}
+
+export function appendFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
+  const t = thread();
+  if (t === null) return OP.appendFile.call(this ?? fsp, path, data, options);
+  return withSignal(t, options, (o) => OP.appendFile.call(this ?? fsp, path, data, o));
+}
+
+/** fs.promises.watch: the async iterator ends when the thread is killed (its signal is aborted). */
+export function pWatch(this: unknown, filename: unknown, options?: unknown): AsyncIterable<any> {
+  const t = thread();
+  if (t === null || (options !== undefined && typeof options !== 'object' && typeof options !== 'string')) {
+    return OP.watch.call(this ?? fsp, filename, options);
+  }
+  const opts: any = typeof options === 'string' ? { encoding: options } : { ...(options as object) };
+  const user: AbortSignal | undefined = opts.signal;
+  const signal = user === undefined ? t.signal : AbortSignal.any([user, t.signal]);
+  opts.signal = signal;
+  return OP.watch.call(this ?? fsp, filename, opts);
+}
+
+export const promiseFunctions = { open, readFile, writeFile, appendFile, watch: pWatch };
+export const fsFunctions = { createReadStream, createWriteStream, watch };

@@ -1,0 +1,145 @@
+// Shared state of the patching layer: which builtins are patched, the original functions, the hooks
+// that are installed. It lives in rt.ext so the ESM and the CJS build of evy see one patch table.
+import { debuglog } from 'node:util';
+import timers from 'node:timers';
+import timersPromises from 'node:timers/promises';
+import fs from 'node:fs';
+import { rt } from './runtime.js';
+
+export type ModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process';
+export const MODULES: readonly ModuleName[] = ['net', 'tls', 'timers', 'fs', 'child_process'];
+
+export interface PatchState {
+  /** Globally patched modules (monkeyPatch): every handle is tracked, not only the green modules' ones. */
+  on: Record<ModuleName, boolean>;
+  /** Restorers of the slots monkeyPatch replaced, per module. */
+  restore: Record<ModuleName, (() => void)[]>;
+  /** Uninstallers of the prototype hooks (net, child_process), or null when not installed. */
+  netHooks: (() => void) | null;
+  cpHooks: (() => void) | null;
+  /** Work deferred to the first spawn (loading net/child_process costs startup time; before any spawn nothing can be owned). */
+  firstSpawn: (() => void)[] | null;
+  /** The original functions, captured once, before evy replaced anything. */
+  orig: {
+    timers: OrigTimers;
+    timersPromises: OrigTimersPromises;
+    fs: Record<string, any>;
+    fsp: Record<string, any>;
+  };
+  registered: string | null;
+}
+
+export interface OrigTimers {
+  setTimeout: typeof timers.setTimeout;
+  setInterval: typeof timers.setInterval;
+  setImmediate: typeof timers.setImmediate;
+  clearTimeout: typeof timers.clearTimeout;
+  clearInterval: typeof timers.clearInterval;
+  clearImmediate: typeof timers.clearImmediate;
+}
+
+export interface OrigTimersPromises {
+  setTimeout: typeof timersPromises.setTimeout;
+  setImmediate: typeof timersPromises.setImmediate;
+  setInterval: typeof timersPromises.setInterval;
+}
+
+/** The fs and fs.promises functions evy replaces (streams, watchers and FileHandles are owned; signals passed). */
+export const FS_FUNCS = ['createReadStream', 'createWriteStream', 'watch'] as const;
+export const FSP_FUNCS = ['open', 'readFile', 'writeFile', 'appendFile', 'watch'] as const;
+
+function pick(obj: any, names: readonly string[]): Record<string, any> {
+  const out: Record<string, any> = Object.create(null);
+  for (const n of names) out[n] = obj[n];
+  return out;
+}
+
+export const ps: PatchState = ((rt.ext.patch as PatchState | undefined) ??= {
+  on: { net: false, tls: false, timers: false, fs: false, child_process: false },
+  restore: { net: [], tls: [], timers: [], fs: [], child_process: [] },
+  netHooks: null,
+  cpHooks: null,
+  firstSpawn: null,
+  orig: {
+    // rt.timers was captured by the runtime before any patching; the rest is taken the first time
+    // this module loads (evy is imported before it patches anything).
+    timers: {
+      setTimeout: rt.timers.setTimeout,
+      clearTimeout: rt.timers.clearTimeout,
+      setImmediate: rt.timers.setImmediate,
+      clearImmediate: rt.timers.clearImmediate,
+      setInterval: timers.setInterval,
+      clearInterval: timers.clearInterval,
+    },
+    timersPromises: {
+      setTimeout: timersPromises.setTimeout,
+      setImmediate: timersPromises.setImmediate,
+      setInterval: timersPromises.setInterval,
+    },
+    fs: pick(fs, FS_FUNCS),
+    fsp: pick(fs.promises, FSP_FUNCS),
+  },
+  registered: null,
+});
+
+/** Set on handles created through an evy/green module: tracked even when nothing is patched globally. */
+export const kGreen = Symbol.for('evy.green');
+/** Set on handles created inside `unowned()`: no kill ever touches them. */
+export const kNever = Symbol.for('evy.unowned');
+
+/** True inside `unowned(fn)` (the store is the main thread explicitly), not merely outside any thread. */
+export function inUnowned(): boolean {
+  const als = rt.als;
+  return als !== null && als.getStore() === rt.main;
+}
+
+/** NODE_DEBUG=evy shows the errors evy absorbed after destroying a killed thread's handles. */
+export const debug = debuglog('evy');
+
+function swallow(this: unknown, err: unknown): void {
+  debug('absorbed an error caused by destroying a killed thread\'s handle: %o', err);
+}
+
+/**
+ * Destroying a killed thread's handle must not crash the process with an unhandled 'error': an emitter
+ * that has no 'error' listener gets one that absorbs (and, with NODE_DEBUG=evy, prints) the error.
+ */
+export function absorb(emitter: any): void {
+  if (emitter == null || typeof emitter.listenerCount !== 'function') return;
+  if (emitter.listenerCount('error') === 0) emitter.on('error', swallow);
+}
+
+/**
+ * Runs `fn` at the first spawn (at once if a thread was already spawned). Before any spawn every handle
+ * belongs to the main thread, so nothing needs tracking, and the app's startup does not pay for loading
+ * `net` or `child_process`. The runtime creates `rt.als` at the first spawn: an accessor notices it and
+ * then turns back into a plain data property.
+ */
+export function atFirstSpawn(fn: () => void): () => void {
+  if (rt.als !== null) {
+    fn();
+    return () => {};
+  }
+  if (ps.firstSpawn === null) {
+    ps.firstSpawn = [];
+    let value: unknown = null;
+    Object.defineProperty(rt, 'als', {
+      configurable: true,
+      enumerable: true,
+      get: () => value,
+      set(v) {
+        value = v;
+        Object.defineProperty(rt, 'als', { value: v, writable: true, configurable: true, enumerable: true });
+        const queue = ps.firstSpawn ?? [];
+        ps.firstSpawn = null;
+        for (const f of queue) f();
+      },
+    });
+  }
+  const queue = ps.firstSpawn;
+  queue.push(fn);
+  return () => {
+    const i = queue.indexOf(fn);
+    if (i >= 0) queue.splice(i, 1);
+  };
+}

@@ -1,0 +1,198 @@
+// Green timers: a setTimeout/setInterval/setImmediate created in a green thread is owned by it (a timeout
+// until it fires or is cleared, an interval until cleared) and cleared when the thread is killed. The
+// timers/promises versions reject with the kill error. Outside a thread they are the originals plus one
+// check. They always call the ORIGINAL timer functions (ps.orig), so a second copy of evy or a double
+// patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
+import { promisify } from 'node:util';
+import { disown, own, type GreenThread } from './greenthread.js';
+import { current, rt } from './runtime.js';
+import { ps } from './ownership-state.js';
+
+const O = ps.orig.timers;
+const OP = ps.orig.timersPromises;
+const kOwner = Symbol.for('evy.timer.owner');
+
+function thread(): GreenThread | null {
+  if (rt.als === null) return null;
+  const t = current();
+  return t === rt.main ? null : t;
+}
+
+interface Rec {
+  t: GreenThread;
+  cb: (...a: unknown[]) => unknown;
+  args: unknown[];
+  timer: any;
+}
+
+function fireOnce(rec: Rec): unknown {
+  disown(rec.timer, rec.t);
+  rec.timer[kOwner] = undefined;
+  return rec.cb.apply(rec.timer, rec.args);
+}
+
+function fireRepeat(rec: Rec): unknown {
+  return rec.cb.apply(rec.timer, rec.args);
+}
+
+function clearT(timer: any): void {
+  O.clearTimeout(timer);
+}
+function clearI(timer: any): void {
+  O.clearInterval(timer);
+}
+function clearIm(imm: any): void {
+  O.clearImmediate(imm);
+}
+
+function ownTimer(rec: Rec, destroy: (r: any, e: unknown) => void): any {
+  const timer = rec.timer;
+  if (own(timer, destroy) !== null) timer[kOwner] = rec.t;
+  return timer;
+}
+
+export function setTimeout(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
+  const t = typeof callback === 'function' ? thread() : null;
+  if (t === null) return (O.setTimeout as any).apply(this, arguments);
+  const rec: Rec = { t, cb: callback, args, timer: null };
+  rec.timer = O.setTimeout(fireOnce, ms, rec);
+  return ownTimer(rec, clearT);
+}
+
+export function setInterval(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
+  const t = typeof callback === 'function' ? thread() : null;
+  if (t === null) return (O.setInterval as any).apply(this, arguments);
+  const rec: Rec = { t, cb: callback, args, timer: null };
+  rec.timer = O.setInterval(fireRepeat, ms, rec);
+  return ownTimer(rec, clearI);
+}
+
+export function setImmediate(this: unknown, callback: any, ...args: unknown[]): NodeJS.Immediate {
+  const t = typeof callback === 'function' ? thread() : null;
+  if (t === null) return (O.setImmediate as any).apply(this, arguments);
+  const rec: Rec = { t, cb: callback, args, timer: null };
+  rec.timer = O.setImmediate(fireOnce, rec);
+  return ownTimer(rec, clearIm);
+}
+
+function release(timer: any): void {
+  if (timer !== null && typeof timer === 'object') {
+    const o: GreenThread | undefined = timer[kOwner];
+    if (o !== undefined) {
+      timer[kOwner] = undefined;
+      disown(timer, o);
+    }
+  }
+}
+
+export function clearTimeout(timer: any): void {
+  release(timer);
+  O.clearTimeout(timer);
+}
+
+export function clearInterval(timer: any): void {
+  release(timer);
+  O.clearInterval(timer);
+}
+
+export function clearImmediate(immediate: any): void {
+  release(immediate);
+  O.clearImmediate(immediate);
+}
+
+// ---- timers/promises -------------------------------------------------------------------------------
+
+interface PRec {
+  ac: AbortController;
+}
+
+function abortWith(rec: PRec, err: unknown): void {
+  rec.ac.abort(err);
+}
+
+/** Runs an original timers/promises call with a signal the thread's kill aborts; maps that abort to the kill error. */
+function owned<T>(t: GreenThread, options: any, call: (opts: any) => Promise<T>): Promise<T> {
+  if (t._killError !== undefined) return Promise.reject(t._killError);
+  if (options !== undefined && (options === null || typeof options !== 'object')) return call(options); // Node validates
+  const user: AbortSignal | undefined = options?.signal;
+  if (user?.aborted) return call(options);
+  const rec: PRec = { ac: new AbortController() };
+  const onUser = (): void => rec.ac.abort(user!.reason);
+  user?.addEventListener('abort', onUser, { once: true });
+  own(rec, abortWith);
+  const done = (): void => {
+    user?.removeEventListener('abort', onUser);
+    disown(rec, t);
+  };
+  return call({ ...options, signal: rec.ac.signal }).then(
+    (v) => {
+      done();
+      return v;
+    },
+    (e) => {
+      done();
+      const k = t._killError;
+      throw k !== undefined && rec.ac.signal.reason === k ? k : e;
+    },
+  );
+}
+
+function pSetTimeout<T = void>(delay?: number, value?: T, options?: any): Promise<T> {
+  const t = thread();
+  if (t === null) return OP.setTimeout(delay, value, options);
+  return owned(t, options, (o) => OP.setTimeout(delay, value, o));
+}
+
+function pSetImmediate<T = void>(value?: T, options?: any): Promise<T> {
+  const t = thread();
+  if (t === null) return OP.setImmediate(value, options);
+  return owned(t, options, (o) => OP.setImmediate(value, o));
+}
+
+function pSetInterval<T = void>(delay?: number, value?: T, options?: any): AsyncIterableIterator<T> {
+  const t = thread();
+  if (t === null) return OP.setInterval(delay, value, options);
+  if (t._killError !== undefined || (options !== undefined && (options === null || typeof options !== 'object')) || options?.signal?.aborted) {
+    return OP.setInterval(delay, value, t._killError !== undefined ? { ...options, signal: AbortSignal.abort(t._killError) } : options);
+  }
+  const user: AbortSignal | undefined = options?.signal;
+  const rec: PRec = { ac: new AbortController() };
+  const onUser = (): void => rec.ac.abort(user!.reason);
+  user?.addEventListener('abort', onUser, { once: true });
+  own(rec, abortWith);
+  const it = OP.setInterval(delay, value, { ...options, signal: rec.ac.signal });
+  const done = (): void => {
+    user?.removeEventListener('abort', onUser);
+    disown(rec, t);
+  };
+  const mapErr = (e: unknown): never => {
+    done();
+    const k = t._killError;
+    throw k !== undefined && rec.ac.signal.reason === k ? k : e;
+  };
+  const wrapped: AsyncIterableIterator<T> = {
+    next: () =>
+      it.next().then((r) => {
+        if (r.done) done();
+        return r;
+      }, mapErr),
+    return: (v?: any) => {
+      done();
+      return it.return ? it.return(v) : Promise.resolve({ done: true, value: v });
+    },
+    [Symbol.asyncIterator]() {
+      return wrapped;
+    },
+  };
+  return wrapped;
+}
+
+export const promises = {
+  setTimeout: pSetTimeout as typeof OP.setTimeout,
+  setImmediate: pSetImmediate as typeof OP.setImmediate,
+  setInterval: pSetInterval as typeof OP.setInterval,
+};
+
+// util.promisify(setTimeout) / (setImmediate) give the green promise versions, as Node's do the originals.
+Object.defineProperty(setTimeout, promisify.custom, { enumerable: true, value: promises.setTimeout });
+Object.defineProperty(setImmediate, promisify.custom, { enumerable: true, value: promises.setImmediate });

@@ -1,0 +1,246 @@
+// monkeyPatch: makes the builtins cooperative for the whole process (eventlet's monkey_patch).
+//
+// Where it patches (the lowest layer node's own callers reach, research/feasibility.md §4-5):
+// - timers: the six functions on `timers` AND on globalThis (independent slots), and timers/promises.
+// - fs: fs.createReadStream/createWriteStream/watch and fs.promises.open/readFile/writeFile/appendFile/watch.
+// - net, tls: hooks on net.Socket.prototype and net.Server.prototype (TLSSocket and tls.Server inherit
+//   them; http/https reach them even though Node 20's http captured net.createConnection).
+// - child_process: a hook on ChildProcess.prototype.spawn (exec/execFile bypass the exported spawn), plus
+//   spawn/exec/execFile/fork replaced by versions whose children have wait()/communicate().
+// Then module.syncBuiltinESMExports(), so ESM named imports bound earlier see the change.
+//
+// net, tls and child_process are not loaded by an app that does not use them, and loading them costs
+// ~4-12 ms; nothing can be owned before the first spawn, so their hooks go in at the first spawn (or at
+// once when the module is already loaded). The register entry therefore adds almost nothing to startup.
+import { syncBuiltinESMExports } from 'node:module';
+import timers from 'node:timers';
+import timersPromises from 'node:timers/promises';
+import fs from 'node:fs';
+import { invalidArgType } from './errors.js';
+import { rt } from './runtime.js';
+import { atFirstSpawn, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
+import { installNetHooks, uninstallNetHooks } from './ownership-net.js';
+import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './ownership-child.js';
+import * as greenTimers from './ownership-timers.js';
+import { fsFunctions, promiseFunctions } from './ownership-fs.js';
+
+export type PatchName = ModuleName;
+
+/** eventlet's keyword arguments: no key patches all five; naming some with `true` patches only those. */
+export interface MonkeyPatchOptions {
+  all?: boolean;
+  net?: boolean;
+  tls?: boolean;
+  timers?: boolean;
+  fs?: boolean;
+  child_process?: boolean;
+  /** net + tls (eventlet's socket). */
+  socket?: boolean;
+  /** timers (eventlet's time). */
+  time?: boolean;
+  /** fs + child_process (eventlet's os). */
+  os?: boolean;
+  /** Accepted for eventlet compatibility; Node has no such module: does nothing. */
+  select?: boolean;
+  /** Accepted for eventlet compatibility; Node has no such module: does nothing. */
+  thread?: boolean;
+}
+
+export interface PatchHandle {
+  /** Restores the originals of what this call patched (idempotent), and syncs the ESM bindings. */
+  undo(): void;
+}
+
+const ALIASES: Record<string, readonly ModuleName[]> = {
+  net: ['net'],
+  tls: ['tls'],
+  timers: ['timers'],
+  fs: ['fs'],
+  child_process: ['child_process'],
+  socket: ['net', 'tls'],
+  time: ['timers'],
+  os: ['fs', 'child_process'],
+  select: [],
+  thread: [],
+};
+
+function unknownName(what: string, name: string): TypeError {
+  const err = new TypeError(
+    `${what}: unknown module "${name}" (expected one of all, net, tls, timers, fs, child_process, socket, time, os, select, thread)`,
+  );
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+/** Which modules `opts` selects, with eventlet's rules. */
+function select(opts: unknown): ModuleName[] {
+  if (opts === undefined || opts === null) return [...MODULES];
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw invalidArgType('opts', 'an object', opts);
+  const on: Partial<Record<ModuleName, boolean>> = {};
+  let all: boolean | undefined;
+  let anyTrue = false;
+  for (const [key, value] of Object.entries(opts as Record<string, unknown>)) {
+    if (value === undefined) continue;
+    if (key === 'all') {
+      all = Boolean(value);
+      continue;
+    }
+    const mods = ALIASES[key];
+    if (mods === undefined) throw unknownName('monkeyPatch', key);
+    if (value === true) anyTrue = true;
+    for (const m of mods) on[m] = Boolean(value);
+  }
+  const dflt = all ?? !anyTrue;
+  return MODULES.filter((m) => on[m] ?? dflt);
+}
+
+/** Replaces obj[key]; the restorer puts the original back only if the slot still holds ours. */
+function slot(list: (() => void)[], obj: any, key: string, value: unknown): void {
+  const wasOwn = Object.prototype.hasOwnProperty.call(obj, key);
+  const old = obj[key];
+  obj[key] = value;
+  list.push(() => {
+    if (obj[key] !== value) return; // someone replaced it after us (e.g. fake timers): leave theirs
+    if (wasOwn) obj[key] = old;
+    else delete obj[key];
+  });
+}
+
+const TIMER_NAMES = ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate'] as const;
+
+function moduleLoaded(id: string): boolean {
+  return (process as NodeJS.Process & { moduleLoadList: string[] }).moduleLoadList.includes(`NativeModule ${id}`);
+}
+
+const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
+  timers(undo) {
+    for (const n of TIMER_NAMES) {
+      slot(undo, timers, n, greenTimers[n]);
+      slot(undo, globalThis, n, greenTimers[n]);
+    }
+    for (const n of ['setTimeout', 'setImmediate', 'setInterval'] as const) slot(undo, timersPromises, n, greenTimers.promises[n]);
+  },
+  fs(undo) {
+    for (const n of FS_FUNCS) slot(undo, fs, n, fsFunctions[n]);
+    for (const n of FSP_FUNCS) slot(undo, fs.promises, n, promiseFunctions[n]);
+  },
+  net(undo) {
+    netLike(undo, 'net');
+  },
+  tls(undo) {
+    netLike(undo, 'tls');
+  },
+  child_process(undo) {
+    ps.on.child_process = true;
+    const install = (): void => {
+      if (!ps.on.child_process) return;
+      installChildHooks();
+      const cp = process.getBuiltinModule('child_process') as any;
+      const originals = { spawn: cp.spawn, exec: cp.exec, execFile: cp.execFile, fork: cp.fork };
+      (ps.orig as any).cp ??= originals;
+      const g = greenChildFunctions(originals);
+      const list: (() => void)[] = [];
+      for (const n of ['spawn', 'exec', 'execFile', 'fork'] as const) slot(list, cp, n, g[n]);
+      syncBuiltinESMExports();
+      undo.push(() => {
+        for (let i = list.length - 1; i >= 0; i--) list[i]!();
+      });
+    };
+    const cancel = rt.als !== null || moduleLoaded('child_process') ? (install(), () => {}) : atFirstSpawn(install);
+    undo.push(() => {
+      cancel();
+      ps.on.child_process = false;
+      uninstallChildHooks();
+    });
+  },
+};
+
+function netLike(undo: (() => void)[], name: 'net' | 'tls'): void {
+  ps.on[name] = true;
+  const install = (): void => {
+    if (ps.on.net || ps.on.tls) installNetHooks();
+  };
+  const cancel = rt.als !== null || moduleLoaded('net') ? (install(), () => {}) : atFirstSpawn(install);
+  undo.push(() => {
+    cancel();
+    ps.on[name] = false;
+    if (!ps.on.net && !ps.on.tls) uninstallNetHooks();
+  });
+}
+
+/**
+ * Makes the selected builtins cooperative for the whole process: handles a green thread uses are owned
+ * by it and destroyed when it is killed (docs/patching.md). Idempotent: an already patched module is
+ * left alone. Returns a handle whose `undo()` restores what this call patched.
+ */
+export function monkeyPatch(opts?: MonkeyPatchOptions): PatchHandle {
+  const names = select(opts);
+  const mine: ModuleName[] = [];
+  for (const name of names) {
+    if (isPatched(name)) continue;
+    const undo = ps.restore[name];
+    patchers[name](undo);
+    ps.on[name] = true;
+    mine.push(name);
+  }
+  if (mine.length > 0) syncBuiltinESMExports();
+  let undone = false;
+  return {
+    undo() {
+      if (undone) return;
+      undone = true;
+      for (const name of mine) {
+        const list = ps.restore[name];
+        for (let i = list.length - 1; i >= 0; i--) list[i]!();
+        list.length = 0;
+        ps.on[name] = false;
+      }
+      if (mine.length > 0) syncBuiltinESMExports();
+    },
+  };
+}
+
+function isPatched(name: ModuleName): boolean {
+  return ps.on[name];
+}
+
+/** Whether `name` (a module, or eventlet's socket/time/os alias) is patched process-wide. */
+export function isMonkeyPatched(name: string): boolean {
+  if (typeof name !== 'string') throw invalidArgType('name', 'a string', name);
+  const key = name.startsWith('node:') ? name.slice(5) : name;
+  const mods = key === 'timers/promises' ? ['timers' as const] : key === 'fs/promises' ? ['fs' as const] : ALIASES[key];
+  if (mods === undefined) throw unknownName('isMonkeyPatched', name);
+  return mods.length > 0 && mods.every(isPatched);
+}
+
+function withOriginals(base: object, originals: Record<string, unknown>, extra?: Record<string, unknown>): any {
+  return Object.freeze(Object.assign(Object.create(base), originals, extra));
+}
+
+/**
+ * The builtin module with its original (unpatched) functions: an object whose own properties are the
+ * originals of what evy replaces and whose prototype is the builtin module (for everything else).
+ */
+export function original(name: string): any {
+  if (typeof name !== 'string') throw invalidArgType('name', 'a string', name);
+  const key = name.startsWith('node:') ? name.slice(5) : name;
+  const o = ps.orig as typeof ps.orig & { cp?: Record<string, unknown> };
+  switch (key) {
+    case 'timers':
+      return withOriginals(timers, { ...o.timers }, { promises: withOriginals(timersPromises, { ...o.timersPromises }) });
+    case 'timers/promises':
+      return withOriginals(timersPromises, { ...o.timersPromises });
+    case 'fs':
+      return withOriginals(fs, { ...o.fs }, { promises: withOriginals(fs.promises, { ...o.fsp }) });
+    case 'fs/promises':
+      return withOriginals(fs.promises, { ...o.fsp });
+    case 'child_process':
+      return withOriginals(process.getBuiltinModule('child_process'), { ...(o.cp ?? {}) });
+    case 'net':
+    case 'tls':
+      // Their exported functions are never replaced (the hooks are on the prototypes).
+      return process.getBuiltinModule(key);
+    default:
+      throw unknownName('original', name);
+  }
+}
