@@ -17,33 +17,40 @@ export type SpawnHook = (t: GreenThread) => void;
 /** Destroys one resource that a thread owns, with the kill error. */
 export type Destroyer = (resource: any, error: unknown) => void;
 
+/** Rarely used per-thread state, allocated on first use: keeps a parked thread small (1M threads are cheap). */
+class Extra {
+  parkedMore: Set<Waiter> | null = null;
+  owned: Map<object, Destroyer> | null = null;
+  links: Link<any>[] | null = null;
+  exitWaiters: WaitList | null = null;
+  onExit: (() => void)[] | null = null;
+  timer: NodeJS.Timeout | null = null;
+  ac: AbortController | null = null;
+  name: string | null = null;
+}
+
+// Bits of GreenThread._flags.
+const STARTED = 1;
+const FINISHED_BIT = 2;
+const DETACHED = 4;
+const SPAWN_N = 8;
+const FAILED = 16;
+/** The outcome is recorded (state FINISHED); a detached thread's body may still be running. */
+const SETTLED = 32;
+
 export class GreenThread<T = unknown> {
   readonly id: number;
   /** @internal */ _fn: ((...args: any[]) => unknown) | null;
   /** @internal */ _args: unknown[] | null;
-  /** @internal */ _state: number = NEW;
-  /** @internal The body has returned or thrown (a detached thread may be dead before that). */
-  _finished = false;
-  /** @internal Killed on a foreign await and given up on: reported dead before its body ended. */
-  _detached = false;
-  /** @internal */ _spawnN = false;
+  /** @internal */ _flags = 0;
   /** @internal Sticky: once set, every evy wait of this thread throws it. */
   _killError: unknown = undefined;
   /** @internal A Timeout that fired while the thread was not at an evy wait. */
   _pendingThrow: unknown = undefined;
-  /** @internal */ _failed = false;
   /** @internal */ _result: unknown = undefined;
-  /** @internal */ _parked: Waiter | null = null;
-  /** @internal */ _parkedMore: Set<Waiter> | null = null;
-  /** @internal Resources this thread is using (ownership follows use): destroyed when it is killed. */
-  _owned: Map<object, Destroyer> | null = null;
-  /** @internal */ _links: Link<any>[] | null = null;
-  /** @internal */ _exitWaiters: WaitList | null = null;
-  /** @internal Resolvers of pending kill() promises. */
-  _onExit: (() => void)[] | null = null;
-  /** @internal */ _timer: NodeJS.Timeout | null = null;
-  /** @internal */ _ac: AbortController | null = null;
-  private _name: string | null = null;
+  /** @internal The evy wait the thread is parked on (more, under Promise.all, in `_parkedMore`). */
+  _parked: Waiter | null = null;
+  private _x: Extra | null = null;
 
   /** @internal Use spawn(), spawnN() or spawnAfter(). */
   constructor(fn: ((...args: any[]) => unknown) | null, args: unknown[] | null) {
@@ -52,12 +59,108 @@ export class GreenThread<T = unknown> {
     this._args = args;
   }
 
+  private get x(): Extra {
+    return (this._x ??= new Extra());
+  }
+
+  /** @internal NEW (0), RUNNING (1) or FINISHED (2). */
+  get _state(): number {
+    const f = this._flags;
+    return f & SETTLED ? FINISHED : f & STARTED ? RUNNING : NEW;
+  }
+  set _state(v: number) {
+    if (v === RUNNING) this._flags |= STARTED;
+    else if (v === FINISHED) this._flags |= STARTED | SETTLED;
+  }
+  /** @internal The body has returned or thrown (a detached thread may be dead before that). */
+  get _finished(): boolean {
+    return (this._flags & FINISHED_BIT) !== 0;
+  }
+  set _finished(v: boolean) {
+    this.setFlag(FINISHED_BIT, v);
+  }
+  /** @internal Killed on a foreign await and given up on: reported dead before its body ended. */
+  get _detached(): boolean {
+    return (this._flags & DETACHED) !== 0;
+  }
+  set _detached(v: boolean) {
+    this.setFlag(DETACHED, v);
+  }
+  /** @internal A spawnN thread: its error is reported, not kept. */
+  get _spawnN(): boolean {
+    return (this._flags & SPAWN_N) !== 0;
+  }
+  set _spawnN(v: boolean) {
+    this.setFlag(SPAWN_N, v);
+  }
+  /** @internal `_result` is an error. */
+  get _failed(): boolean {
+    return (this._flags & FAILED) !== 0;
+  }
+  set _failed(v: boolean) {
+    this.setFlag(FAILED, v);
+  }
+  /** @internal */
+  get _parkedMore(): Set<Waiter> | null {
+    return this._x?.parkedMore ?? null;
+  }
+  set _parkedMore(v: Set<Waiter> | null) {
+    this.x.parkedMore = v;
+  }
+  /** @internal Resources this thread is using (ownership follows use): destroyed when it is killed. */
+  get _owned(): Map<object, Destroyer> | null {
+    return this._x?.owned ?? null;
+  }
+  set _owned(v: Map<object, Destroyer> | null) {
+    if (v !== null || this._x !== null) this.x.owned = v;
+  }
+  /** @internal */
+  get _links(): Link<any>[] | null {
+    return this._x?.links ?? null;
+  }
+  set _links(v: Link<any>[] | null) {
+    this.x.links = v;
+  }
+  /** @internal */
+  get _exitWaiters(): WaitList | null {
+    return this._x?.exitWaiters ?? null;
+  }
+  set _exitWaiters(v: WaitList | null) {
+    this.x.exitWaiters = v;
+  }
+  /** @internal Resolvers of pending kill() promises. */
+  get _onExit(): (() => void)[] | null {
+    return this._x?.onExit ?? null;
+  }
+  set _onExit(v: (() => void)[] | null) {
+    this.x.onExit = v;
+  }
+  /** @internal spawnAfter's timer. */
+  get _timer(): NodeJS.Timeout | null {
+    return this._x?.timer ?? null;
+  }
+  set _timer(v: NodeJS.Timeout | null) {
+    if (v !== null || this._x !== null) this.x.timer = v;
+  }
+  /** @internal */
+  get _ac(): AbortController | null {
+    return this._x?.ac ?? null;
+  }
+  set _ac(v: AbortController | null) {
+    this.x.ac = v;
+  }
+
+  private setFlag(bit: number, on: boolean): void {
+    if (on) this._flags |= bit;
+    else this._flags &= ~bit;
+  }
+
   get name(): string {
-    return this._name ?? (this === rt.main ? 'MainThread' : `GreenThread-${this.id}`);
+    return this._x?.name ?? (this === rt.main ? 'MainThread' : `GreenThread-${this.id}`);
   }
 
   set name(value: string) {
-    this._name = String(value);
+    this.x.name = String(value);
   }
 
   /** True once the thread has finished, was killed before it started, or was detached after a kill. */
