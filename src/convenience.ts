@@ -145,7 +145,7 @@ export async function serve(
   let slotWaiter: Waiter<void> | null = null;
 
   const onExit = (gt: GreenThread<unknown>, client: GreenSocket): void => {
-    client.close();
+    client._closeNow(); // files the handler made from it go too: nobody is left to close them
     const w = slotWaiter;
     if (w !== null) {
       slotWaiter = null;
@@ -191,8 +191,12 @@ export async function serve(
       if (e instanceof StopServe) return;
       throw e;
     }
-    // Killed (or withTimeout expired): the listening socket went with the accept; the handlers go too.
-    if (me._killError !== undefined) await pool.killall();
+    if (me._killError !== undefined) {
+      // Killed (or withTimeout expired): the listening socket is destroyed (even when serve was parked
+      // at the concurrency limit rather than in accept), and the handlers are killed.
+      sock._destroy(me._killError);
+      await pool.killall();
+    }
     throw e;
   } finally {
     running = false;

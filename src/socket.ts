@@ -548,6 +548,14 @@ export class GreenSocket {
     this._finalClose();
   }
 
+  /** @internal Closes now, even with makefile() files open (serve's end of a handler). */
+  _closeNow(): void {
+    const wasOpen = !this._closed || this._fileRefs > 0;
+    this._closed = true;
+    this._fileRefs = 0;
+    if (wasOpen) this._finalClose();
+  }
+
   /** @internal */
   _finalClose(): void {
     const err = ebadf('GreenSocket');
@@ -668,7 +676,7 @@ export class GreenSocket {
 
   /** @internal A makefile() file closed. */
   _fileClosed(): void {
-    if (--this._fileRefs === 0 && this._closed) this._finalClose();
+    if (this._fileRefs > 0 && --this._fileRefs === 0 && this._closed) this._finalClose();
   }
 
   /** @internal Detaches from the raw socket (wrapSsl takes it over). */
