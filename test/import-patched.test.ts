@@ -10,7 +10,7 @@ import realTimers from 'node:timers';
 import realTimersPromises from 'node:timers/promises';
 import realTls from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import { importPatched, import_patched } from '../src/index.js';
+import { importPatched, import_patched, spawn, until } from '../src/index.js';
 
 const require = createRequire(import.meta.url);
 const FIX = new URL('../fixtures/import-patched/', import.meta.url);
@@ -270,5 +270,39 @@ describe('importPatched: where the tree ends (documented limits)', () => {
     const net = fakeNet();
     const ns = await importPatched(`${CJS}imports-esm.cjs`, { net });
     expect((await ns.load()).helperNet).toBe(realNet);
+  });
+});
+
+describe('importPatched: ownership', () => {
+  it("a patched instance's socket belongs to the green thread using it (kill destroys it); the plain instance's does not", async () => {
+    let received!: () => void;
+    const bothWrote = new Promise<void>((resolve) => {
+      let n = 0;
+      received = () => ++n === 2 && resolve();
+    });
+    // A server that reads requests and never replies: each client keeps a request outstanding.
+    const server = realNet.createServer((c) => c.once('data', received));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as realNet.AddressInfo;
+    const patched = await importPatched(`${ESM}client.mjs`, ['net']);
+    const plain = await nativeImport(`${ESM}client.mjs`);
+    expect(patched.net).not.toBe(realNet);
+    expect(plain.net).toBe(realNet);
+    const socks: realNet.Socket[] = [];
+    const gt = spawn(async () => {
+      const p: realNet.Socket = patched.open(port);
+      const q: realNet.Socket = plain.open(port);
+      socks.push(p, q);
+      p.write('request');
+      q.write('request');
+      await until(new Promise((resolve) => p.once('data', resolve))); // a reply that never comes
+    });
+    await bothWrote;
+    await gt.kill();
+    const [p, q] = socks;
+    expect(p!.destroyed).toBe(true);
+    expect(q!.destroyed).toBe(false);
+    q!.destroy();
+    await new Promise((resolve) => server.close(resolve));
   });
 });
