@@ -66,6 +66,8 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
   if (options.servername === undefined && host !== undefined && net.isIP(host) === 0) options.servername = host;
   const timeout = sock.gettimeout();
   sock._detach();
+  // Half-open TCP under TLS leaks: a peer that fails the handshake and leaves would never be closed.
+  raw.allowHalfOpen = false;
   const t = tls.connect({ ...options, socket: raw });
   const g = new GreenSocket(t);
   g._host = host;
@@ -80,6 +82,8 @@ function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
   const timeout = sock.gettimeout();
   const pending = sock._takePending();
   sock._detach();
+  // Half-open TCP under TLS leaks (a client that fails the handshake and leaves is never closed).
+  (server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = false;
   const tlsServer = tls.createServer(options);
   const g = new GreenSocket(server);
   g.settimeout(timeout);
@@ -96,6 +100,7 @@ function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
   tlsServer.on('error', () => {}); // the listening socket's errors reach g through the net.Server
   for (const c of pending) {
     c._detach();
+    (c.raw as net.Socket).allowHalfOpen = false;
     tlsServer.emit('connection', c.raw);
   }
   return g;
