@@ -1,0 +1,733 @@
+// evy.debug: see what green threads are doing (thread dump), what blocks the loop (a watchdog that reads the
+// main thread's stack while it is blocked), and what a piece of code left open (leak report).
+// Everything here is opt-in: with nothing enabled, the only trace in the hot paths is one unset slot read per
+// spawn (rt.ext.onSpawn).
+import { createHook, type AsyncHook } from 'node:async_hooks';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import timers from 'node:timers';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { EvyError, invalidArgType } from './errors.js';
+import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
+import { current, rt } from './runtime.js';
+import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
+
+// ---- shared state (one per process, shared by the ESM and CJS builds) -------------------------------
+
+interface ThreadInfo {
+  born: number;
+  /** Captured at spawn (an Error whose stack is formatted only when someone reads it). */
+  site: Error | null;
+  parent: GreenThread | null;
+}
+
+interface DebugState {
+  tracking: boolean;
+  trackingSince: number;
+  stacks: boolean;
+  registry: Map<GreenThread, ThreadInfo>;
+  sweepAt: number;
+  /** Roots of running leaks() scans: threads spawned under them are added. */
+  scopes: Set<Set<GreenThread>>;
+  signals: Map<string, () => void>;
+  blocking: BlockingState | null;
+}
+
+const state: DebugState = ((rt.ext.debug as DebugState | undefined) ??= {
+  tracking: false,
+  trackingSince: 0,
+  stacks: true,
+  registry: new Map(),
+  sweepAt: 1024,
+  scopes: new Set(),
+  signals: new Map(),
+  blocking: null,
+});
+
+// Builtins by name (process.getBuiltinModule: the same objects `require('node:fs')` returns, in ESM and CJS).
+const builtin = (name: string): any => process.getBuiltinModule(name);
+// Frames from evy's own files are noise in a spawn site or a leak site. This file's directory, read from the
+// stack (`import.meta.url` would be a syntax error in the CJS build): dist/ when built, src/ under the tests.
+export const EVY_DIR = (() => {
+  const prepare = Error.prepareStackTrace;
+  try {
+    Error.prepareStackTrace = (_e, sites: NodeJS.CallSite[]) => sites[0]?.getFileName();
+    const file = new Error().stack as unknown as string | undefined;
+    if (typeof file !== 'string') return '\0';
+    return dirname(file.startsWith('file:') ? fileURLToPath(file) : file);
+  } catch {
+    return '\0';
+  } finally {
+    Error.prepareStackTrace = prepare;
+  }
+})();
+
+// ---- thread tracking --------------------------------------------------------------------------------
+
+const onSpawn: SpawnHook = (t) => {
+  const parent = current();
+  if (state.tracking) {
+    const reg = state.registry;
+    reg.set(t, { born: performance.now(), site: state.stacks ? captureSite() : null, parent });
+    if (reg.size >= state.sweepAt) sweep();
+  }
+  for (const scope of state.scopes) if (scope.has(parent)) scope.add(t);
+};
+
+function captureSite(): Error {
+  const e = new Error('spawned here');
+  return e;
+}
+
+/** Drops dead threads; amortised so that a long run with tracking on does not grow without bound. */
+function sweep(): void {
+  const reg = state.registry;
+  for (const t of reg.keys()) if (t.dead) reg.delete(t);
+  state.sweepAt = Math.max(1024, reg.size * 2);
+}
+
+function syncHook(): void {
+  if (state.tracking || state.scopes.size > 0) rt.ext.onSpawn = onSpawn;
+  else delete rt.ext.onSpawn;
+}
+
+/**
+ * Turns live-thread tracking on or off. While on, each spawn records its time and (when `stacks`, the
+ * default) its spawn site, so `formatThreads()` can list every live thread. Threads spawned while it was off
+ * are not listed. Costs roughly one stack capture per spawn; nothing when off.
+ */
+export function trackThreads(on = true, options: { stacks?: boolean } = {}): void {
+  checkBoolean(on, 'on');
+  if (on && !state.tracking) state.trackingSince = performance.now();
+  state.tracking = on;
+  if (options.stacks !== undefined) state.stacks = checkBoolean(options.stacks, 'options.stacks');
+  if (!on) state.registry.clear();
+  syncHook();
+}
+
+export interface ThreadReport {
+  id: number;
+  name: string;
+  /** 'running', 'ready', 'scheduled', 'parked', 'foreign', 'dying'. */
+  state: string;
+  /** What it is parked on (Waiter labels: 'Queue.get', 'sleep', 'GreenSocket.recv', 'tpool.execute', ...). */
+  parkedOn: string[];
+  /** Seconds since spawn, when tracking was on at spawn. */
+  age: number | null;
+  owned: string[];
+  spawnSite: string | null;
+  parent: string | null;
+}
+
+/** The live green threads, as plain objects (main first). Needs `trackThreads()` for all but main and current. */
+export function threads(): ThreadReport[] {
+  sweep();
+  const list: GreenThread[] = [rt.main!];
+  const cur = current();
+  if (cur !== rt.main && !state.registry.has(cur)) list.push(cur);
+  for (const t of state.registry.keys()) list.push(t);
+  const now = performance.now();
+  return list.map((t) => describeThread(t, state.registry.get(t) ?? null, now, cur));
+}
+
+function describeThread(t: GreenThread, info: ThreadInfo | null, now: number, cur: GreenThread): ThreadReport {
+  const parkedOn: string[] = [];
+  if (t._parked !== null) parkedOn.push(t._parked.label);
+  const more = t._parkedMore;
+  if (more !== null) for (const w of more) parkedOn.push(w.label);
+  let st: string;
+  if (t === cur) st = 'running';
+  else if (t._killError !== undefined) st = 'dying';
+  else if (t._state === 0) st = t._timer !== null ? 'scheduled' : 'ready';
+  else if (parkedOn.length > 0) st = 'parked';
+  else if (t === rt.main) st = 'idle';
+  else st = 'foreign';
+  const owned: string[] = [];
+  const o = t._owned;
+  if (o !== null) for (const r of o.keys()) owned.push(describeResource(r));
+  return {
+    id: t.id,
+    name: t.name,
+    state: st,
+    parkedOn,
+    age: info === null ? null : (now - info.born) / 1000,
+    owned,
+    spawnSite: info?.site ? userFrames(info.site.stack ?? '', 3) : null,
+    parent: info?.parent ? info.parent.name : null,
+  };
+}
+
+const STATE_TEXT: Record<string, string> = {
+  running: 'running',
+  ready: 'ready (spawned, not started yet)',
+  scheduled: 'scheduled (spawnAfter, timer pending)',
+  parked: 'parked on',
+  foreign: 'awaiting a foreign promise (a plain await: not interruptible; use evy.until)',
+  dying: 'killed, finishing',
+  idle: 'idle (the event loop)',
+};
+
+/** A thread dump for people: name, state (parked on what), age, owned resources, spawn site. */
+export function formatThreads(): string {
+  const list = threads();
+  const lines: string[] = [];
+  const since = state.tracking ? `tracking on for ${fmtSec((performance.now() - state.trackingSince) / 1000)}` : 'tracking OFF: only main and the current thread are known (call evy.debug.trackThreads() early)';
+  lines.push(`evy: ${list.length} live green thread${list.length === 1 ? '' : 's'} (${since})`);
+  for (const t of list) {
+    let head = `${t === list[0] ? '*' : '-'} ${t.name} [#${t.id}] ${STATE_TEXT[t.state] ?? t.state}`;
+    if (t.parkedOn.length > 0) head += (t.state === 'parked' ? ' ' : ', parked on ') + t.parkedOn.join(' + ');
+    if (t.age !== null) head += `, age ${fmtSec(t.age)}`;
+    if (t.parent !== null) head += `, spawned by ${t.parent}`;
+    lines.push(head);
+    for (const r of t.owned) lines.push(`    owns ${r}`);
+    if (t.spawnSite) for (const f of t.spawnSite.split('\n')) lines.push(`    spawned ${f.trim()}`);
+  }
+  return lines.join('\n');
+}
+
+function fmtSec(s: number): string {
+  return s < 1 ? `${(s * 1000).toFixed(1)}ms` : `${s.toFixed(2)}s`;
+}
+
+/** Keeps the first `max` frames that are not evy's own nor node internals. */
+function userFrames(stack: string, max: number): string {
+  const out: string[] = [];
+  for (const line of stack.split('\n')) {
+    const l = line.trim();
+    if (!l.startsWith('at ')) continue;
+    if (l.includes(EVY_DIR) || l.includes('node:internal') || l.includes('(node:') || l.includes(' node:')) continue;
+    out.push(l);
+    if (out.length >= max) break;
+  }
+  return out.join('\n');
+}
+
+/** A one-line description of a resource (socket, server, child process, timer, ...). */
+export function describeResource(r: any): string {
+  try {
+    if (r === null || typeof r !== 'object') return String(r);
+    const ctor = r.constructor?.name ?? 'Object';
+    // A wrapper (GreenSocket, SocketFile): describe what it wraps.
+    if (r.raw !== undefined && r.raw !== r && typeof r.raw === 'object') return `${ctor}(${describeResource(r.raw)})`;
+    if (typeof r.pid === 'number' && typeof r.kill === 'function') {
+      return `${ctor} pid ${r.pid} (${r.spawnfile ?? '?'})`;
+    }
+    if (typeof r.listen === 'function' && typeof r.address === 'function') {
+      const a = r.address();
+      return `${ctor} listening on ${a === null ? '(not listening)' : typeof a === 'string' ? a : `${a.address}:${a.port}`}`;
+    }
+    if ('remoteAddress' in r || 'connecting' in r) {
+      const local = r.localAddress ? `${r.localAddress}:${r.localPort}` : '?';
+      const remote = r.remoteAddress ? `${r.remoteAddress}:${r.remotePort}` : r.connecting ? '(connecting)' : '?';
+      return `${ctor} ${local} -> ${remote}`;
+    }
+    if (ctor === 'Timeout' || ctor === 'Immediate') {
+      const cb = r._onTimeout ?? r._onImmediate;
+      const what = r._repeat ? `interval ${r._repeat}ms` : ctor === 'Timeout' ? `${r._idleTimeout}ms` : '';
+      return `${ctor} ${what} ${cb?.name ? `-> ${cb.name}()` : ''}`.replace(/\s+/g, ' ').trim();
+    }
+    if (typeof r.fd === 'number') return `${ctor} fd ${r.fd}`;
+    if (typeof r.path === 'string') return `${ctor} ${r.path}`;
+    return ctor;
+  } catch {
+    return 'resource';
+  }
+}
+
+// ---- thread dump on a signal ----------------------------------------------------------------------
+
+/**
+ * Writes `formatThreads()` to stderr each time `signal` arrives (default SIGUSR2: SIGUSR1 is Node's
+ * inspector). Turns tracking on. `on = false` removes the handler. The dump runs on the event loop, so a
+ * blocked loop delays it: that is what `blockingDetection` is for.
+ */
+export function dumpOnSignal(signal: NodeJS.Signals = 'SIGUSR2', on = true): void {
+  if (typeof signal !== 'string') throw invalidArgType('signal', 'a signal name', signal);
+  checkBoolean(on, 'on');
+  const old = state.signals.get(signal);
+  if (old !== undefined) {
+    process.removeListener(signal, old);
+    state.signals.delete(signal);
+  }
+  if (!on) return;
+  trackThreads(true);
+  const handler = (): void => {
+    process.stderr.write(`${formatThreads()}\n`);
+  };
+  process.on(signal, handler);
+  state.signals.set(signal, handler);
+}
+
+// ---- blocking detection ---------------------------------------------------------------------------
+
+export interface BlockReport {
+  /** 'loop' (seen by the watchdog while the loop was blocked) or 'sync-call' (a *Sync call that took too long). */
+  kind: 'loop' | 'sync-call';
+  /** How long the loop was blocked, in seconds (the watchdog's estimate is within one heartbeat). */
+  seconds: number;
+  /** Name of the green thread that was running. */
+  thread: string;
+  /** For 'sync-call': the call, e.g. `child_process.execFileSync("sleep")`. */
+  call?: string;
+  /** Where it blocked: `at fn (file:line:col)` lines, innermost first. */
+  stack: string;
+}
+
+export interface BlockingOptions {
+  /** Receives each report (default: print it to stderr). */
+  report?: ((r: BlockReport) => void) | null;
+  /** Wrap the `*Sync` functions of fs and child_process to report slow calls with their call site (default true). */
+  syncCalls?: boolean;
+}
+
+interface BlockingState {
+  ms: number;
+  beatMs: number;
+  worker: Worker;
+  beat: Float64Array;
+  interval: NodeJS.Timeout;
+  report: ((r: BlockReport) => void) | null;
+  wrapped: [mod: any, key: string, orig: Function, wrapper: Function][];
+  /** End times (ms, timeOrigin-based) of sync-call reports: the watchdog's report of the same block is dropped. */
+  syncBlocks: [start: number, end: number][];
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+// The watchdog runs in a worker thread: it watches the heartbeat the main thread writes into shared memory,
+// and when the beat is older than the threshold it asks the main thread's V8 inspector to pause (that works
+// while JS is busy: inspector messages run as V8 interrupts), reads the call frames and the current green
+// thread's name, resumes at once, and posts the report when the loop is free again.
+const WATCHDOG = `
+const { parentPort, workerData } = require('node:worker_threads');
+const inspector = require('node:inspector');
+const beat = new Float64Array(workerData.sab);
+const { ms, beatMs } = workerData;
+const s = new inspector.Session();
+s.connectToMainThread();
+const now = () => performance.timeOrigin + performance.now();
+let pausing = null;
+const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
+s.on('Debugger.paused', (m) => {
+  const p = pausing;
+  const frames = m.params.callFrames;
+  if (p === null || p.frames !== null) { s.post('Debugger.resume'); return; } // a 'debugger;' statement: not ours
+  p.frames = frames.map((f) => '    at ' + (f.functionName || '<anonymous>') + ' (' + (f.url || '<unknown>') + ':' + (f.location.lineNumber + 1) + ':' + (f.location.columnNumber + 1) + ')').join('\\n');
+  const id = frames.length > 0 ? frames[0].callFrameId : null;
+  if (id === null) { s.post('Debugger.resume'); return; }
+  s.post('Debugger.evaluateOnCallFrame', { callFrameId: id, expression: WHO, silent: true }, (err, r) => {
+    p.thread = !err && r && r.result ? String(r.result.value) : '?';
+    s.post('Debugger.resume');
+  });
+});
+s.post('Debugger.enable', () => parentPort.postMessage({ ready: true }));
+setInterval(() => {
+  const b = beat[0];
+  const t = now();
+  if (beat[1] === 1) return; // off
+  if (pausing === null) {
+    if (t - b > ms) {
+      pausing = { before: b, frames: null, thread: null };
+      s.post('Debugger.pause');
+    }
+  } else if (b !== pausing.before) {
+    const p = pausing;
+    pausing = null;
+    if (p.frames !== null) parentPort.postMessage({ before: p.before, after: b, frames: p.frames, thread: p.thread });
+  }
+}, Math.max(1, beatMs / 2));
+`;
+
+/**
+ * Reports each time the event loop stays blocked longer than `seconds`: the green thread that was running
+ * and the stack where it blocked (read by a watchdog worker through the inspector while the block lasts).
+ * With `syncCalls` (default), `*Sync` calls of fs and child_process that block past the threshold are
+ * reported with their call site. Off by default; `blockingDetection(false)` removes everything it installed.
+ */
+export function blockingDetection(on = true, seconds = 0.1, options: BlockingOptions = {}): void {
+  checkBoolean(on, 'on');
+  const ms = checkSeconds(seconds);
+  if (ms <= 0) throw new EvyError('blockingDetection needs a threshold above 0 seconds', 'ERR_OUT_OF_RANGE');
+  stopBlocking();
+  if (!on) return;
+  const report = options.report ?? null;
+  if (report !== null) checkFunction(report, 'options.report');
+  const beatMs = Math.min(20, Math.max(2, ms / 10));
+  const sab = new SharedArrayBuffer(16);
+  const beat = new Float64Array(sab);
+  beat[0] = now();
+  // Created outside any green thread: a kill of the caller must not clear the heartbeat.
+  const { worker, interval } = unowned(() => {
+    const worker = new Worker(WATCHDOG, { eval: true, workerData: { sab, ms, beatMs }, name: 'evy blocking watchdog' });
+    const interval = timers.setInterval(() => {
+      beat[0] = now();
+    }, beatMs);
+    interval.unref();
+    return { worker, interval };
+  });
+  const b: BlockingState = { ms, beatMs, worker, beat, interval, report, wrapped: [], syncBlocks: [] };
+  worker.on('message', (m: any) => {
+    if (m.ready || state.blocking !== b) return;
+    const start = m.before + beatMs / 2;
+    const end = m.after - beatMs / 2;
+    // A *Sync call already reported this block with its call site.
+    if (b.syncBlocks.some(([s, e]) => s < m.after && e > m.before)) return;
+    deliver(b, { kind: 'loop', seconds: Math.max(0, end - start) / 1000, thread: m.thread ?? '?', stack: m.frames });
+  });
+  worker.on('error', (e) => reportBlockingError(e));
+  worker.unref(); // after the listener: adding a 'message' listener refs the worker again
+  state.blocking = b;
+  if (options.syncCalls !== false) wrapSyncCalls(b);
+}
+
+function stopBlocking(): void {
+  const b = state.blocking;
+  if (b === null) return;
+  state.blocking = null;
+  b.beat[1] = 1;
+  timers.clearInterval(b.interval);
+  void b.worker.terminate();
+  for (const [mod, key, orig, wrapper] of b.wrapped) if (mod[key] === wrapper) mod[key] = orig;
+  if (b.wrapped.length > 0) syncBuiltinESMExports();
+  b.wrapped.length = 0;
+}
+
+function reportBlockingError(e: unknown): void {
+  process.stderr.write(`evy: blocking watchdog failed: ${String(e)}\n`);
+}
+
+function deliver(b: BlockingState, r: BlockReport): void {
+  if (b.report !== null) {
+    try {
+      b.report(r);
+    } catch (e) {
+      reportBlockingError(e);
+    }
+    return;
+  }
+  const what = r.kind === 'sync-call' ? `${r.call} blocked the event loop` : 'event loop blocked';
+  process.stderr.write(`evy: ${what} for ${fmtSec(r.seconds)} in green thread "${r.thread}"\n${r.stack}\n`);
+}
+
+let syncDepth = 0;
+
+function wrapSyncCalls(b: BlockingState): void {
+  for (const modName of ['fs', 'child_process'] as const) {
+    const mod = builtin(modName);
+    for (const key of Object.keys(mod)) {
+      const orig = mod[key];
+      if (!key.endsWith('Sync') || typeof orig !== 'function') continue;
+      const label = `${modName}.${key}`;
+      const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+        // Only the outermost call reports (readFileSync calls openSync, ...).
+        if (syncDepth > 0) return Reflect.apply(orig, this, args);
+        syncDepth++;
+        const t0 = now();
+        try {
+          return Reflect.apply(orig, this, args);
+        } finally {
+          syncDepth--;
+          const t1 = now();
+          if (t1 - t0 >= b.ms && state.blocking === b) reportSync(b, label, args, t0, t1, wrapper);
+        }
+      };
+      Object.defineProperty(wrapper, 'name', { value: key });
+      Object.defineProperty(wrapper, 'length', { value: orig.length });
+      mod[key] = wrapper;
+      b.wrapped.push([mod, key, orig, wrapper]);
+    }
+  }
+  syncBuiltinESMExports();
+}
+
+function reportSync(b: BlockingState, label: string, args: unknown[], t0: number, t1: number, wrapper: Function): void {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, wrapper);
+  b.syncBlocks.push([t0, t1]);
+  if (b.syncBlocks.length > 16) b.syncBlocks.shift();
+  const first = args[0];
+  const arg = typeof first === 'string' ? JSON.stringify(first.length > 60 ? `${first.slice(0, 57)}...` : first) : typeof first === 'number' ? String(first) : '';
+  const stack = (holder.stack ?? '').split('\n').slice(1).join('\n');
+  deliver(b, { kind: 'sync-call', seconds: (t1 - t0) / 1000, thread: current().name, call: `${label}(${arg})`, stack });
+}
+
+/** Whether blocking detection is on, and its threshold in seconds. */
+export function blockingDetectionStatus(): { on: boolean; seconds: number | null } {
+  const b = state.blocking;
+  return { on: b !== null, seconds: b === null ? null : b.ms / 1000 };
+}
+
+// ---- leak report ------------------------------------------------------------------------------------
+
+export interface Leak {
+  /** For people: 'tcp socket', 'tcp server', 'timer', 'interval', 'child process', 'file handle', 'file descriptor', ... */
+  kind: string;
+  /** The async_hooks type ('TCPWRAP', 'Timeout', ...) or 'fd'. */
+  type: string;
+  /** Socket addresses, timer delay, pid, file path. */
+  detail: string;
+  /** The green thread that created it. */
+  thread: string | null;
+  /** The first frame outside evy and node internals where it was created. */
+  site: string | null;
+  /** More of the creation stack. */
+  stack: string | null;
+}
+
+export interface LeakReport {
+  ok: boolean;
+  leaked: Leak[];
+  /** `process.getActiveResourcesInfo()` counts that grew while `fn` ran (type -> extra count). */
+  activeDiff: Record<string, number>;
+  /** What `fn` returned, or the error it threw. */
+  result: unknown;
+  error: unknown;
+  /** The report as text, one line per leak. */
+  summary: string;
+  /** Closes, clears or kills what was leaked (so a test of a leaky library does not leak itself). */
+  cleanup: () => void;
+}
+
+export interface LeaksOptions {
+  /** How long to let closes settle after `fn` ends before declaring leaks (default 0.3 s). */
+  grace?: number;
+  /** Name of the green thread `fn` runs in (default 'leaks'). */
+  name?: string;
+}
+
+const KINDS: Record<string, string> = {
+  TCPWRAP: 'tcp socket',
+  TCPSERVERWRAP: 'tcp server',
+  PIPEWRAP: 'pipe or unix socket',
+  PIPESERVERWRAP: 'unix socket server',
+  TLSWRAP: 'tls socket',
+  UDPWRAP: 'udp socket',
+  PROCESSWRAP: 'child process',
+  Timeout: 'timer',
+  Immediate: 'immediate',
+  FILEHANDLE: 'file handle',
+  FSEVENTWRAP: 'fs watcher',
+  STATWATCHER: 'fs.watchFile watcher',
+  SIGNALWRAP: 'signal listener',
+  TTYWRAP: 'tty',
+  WORKER: 'worker thread',
+  HTTPPARSER: 'http parser',
+};
+
+interface Tracked {
+  id: number;
+  type: string;
+  resource: any;
+  thread: GreenThread | undefined;
+  stack: string;
+}
+
+function ownerOf(res: any): any {
+  if (res === null || typeof res !== 'object') return null;
+  for (const sym of Object.getOwnPropertySymbols(res)) {
+    if (sym.description === 'owner_symbol') return res[sym];
+  }
+  return res.owner ?? null;
+}
+
+function stillOpen(t: Tracked): boolean {
+  const r = t.resource;
+  if (t.type === 'Timeout') return !r._destroyed;
+  if (t.type === 'Immediate') return !r._destroyed && r._onImmediate !== null;
+  if (t.type === 'FILEHANDLE') return typeof r.fd !== 'number' || r.fd >= 0;
+  return true; // handles: removed by the destroy hook when closed
+}
+
+function leakDetail(t: Tracked): string {
+  const r = t.resource;
+  try {
+    if (t.type === 'Timeout') return (r._repeat ? `setInterval ${r._repeat}ms` : `setTimeout ${r._idleTimeout}ms`) + (r._onTimeout?.name ? ` -> ${r._onTimeout.name}()` : '') + (r.hasRef?.() === false ? ' (unref)' : '');
+    if (t.type === 'Immediate') return r._onImmediate?.name ? `setImmediate -> ${r._onImmediate.name}()` : 'setImmediate';
+    if (t.type === 'PROCESSWRAP') return `pid ${r.pid}`;
+    if (t.type === 'FILEHANDLE') return `fd ${r.fd}`;
+    const out: Record<string, unknown> = {};
+    if (typeof r.getsockname === 'function') {
+      const a: any = {};
+      r.getsockname(a);
+      let s = a.address !== undefined ? `${a.address}:${a.port}` : '';
+      if (typeof r.getpeername === 'function') {
+        const p: any = {};
+        r.getpeername(p);
+        if (p.address !== undefined) s += ` -> ${p.address}:${p.port}`;
+      }
+      if (s) return s;
+    }
+    const owner = ownerOf(r);
+    if (owner && typeof owner.path === 'string') return owner.path;
+    void out;
+  } catch {
+    // describing is best effort
+  }
+  return '';
+}
+
+function leakKind(t: Tracked): string {
+  if (t.type === 'Timeout' && t.resource._repeat) return 'interval';
+  return KINDS[t.type] ?? t.type;
+}
+
+function openFds(): Map<number, string> {
+  const out = new Map<number, string>();
+  if (process.platform !== 'linux') return out;
+  try {
+    for (const name of readdirSync('/proc/self/fd')) {
+      try {
+        out.set(Number(name), readlinkSync(`/proc/self/fd/${name}`));
+      } catch {
+        // closed while listing
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return out;
+}
+
+function countActive(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of process.getActiveResourcesInfo()) out[k] = (out[k] ?? 0) + 1;
+  return out;
+}
+
+const settle = (ms: number): Promise<void> => new Promise((r) => rt.timers.setTimeout(r, ms));
+const turn = (): Promise<void> => new Promise((r) => rt.timers.setImmediate(r));
+
+/**
+ * Runs `fn` in a green thread and reports what it (and the threads it spawned) left open after it ended:
+ * sockets, servers, timers, intervals, child processes, file handles and (on Linux) file descriptors, each
+ * with its kind, the creating thread and the call site. For tests: `expect((await evy.debug.leaks(fn)).leaked).toEqual([])`,
+ * or `await evy.debug.assertNoLeaks(fn)`.
+ */
+export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptions = {}): Promise<LeakReport> {
+  checkFunction(fn);
+  const graceMs = checkSeconds(options.grace ?? 0.3, 'options.grace');
+  const scope = new Set<GreenThread>();
+  const tracked = new Map<number, Tracked>();
+  const fdsBefore = openFds();
+  const activeBefore = countActive();
+  const hook: AsyncHook = createHook({
+    init(id, type, _trigger, resource) {
+      if (!(type in KINDS)) return;
+      const store = rt.als?.getStore(); // the raw store: callbacks of a thread that ended still count as its own
+      if (store === undefined || !scope.has(store)) return;
+      const holder: { stack?: string } = {};
+      Error.captureStackTrace(holder);
+      tracked.set(id, { id, type, resource, thread: store, stack: holder.stack ?? '' });
+    },
+    destroy(id) {
+      tracked.delete(id);
+    },
+  });
+  state.scopes.add(scope);
+  syncHook();
+  hook.enable();
+  let result: unknown;
+  let error: unknown;
+  try {
+    const gt = spawn(fn);
+    gt.name = options.name ?? 'leaks';
+    scope.add(gt);
+    try {
+      result = await gt.wait();
+    } catch (e) {
+      error = e;
+    }
+    // Let closes started at the end of fn complete (close callbacks run on later loop turns).
+    await turn();
+    await turn();
+    const deadline = performance.now() + graceMs;
+    while ([...tracked.values()].some(stillOpen) && performance.now() < deadline) await settle(10);
+  } finally {
+    hook.disable();
+    state.scopes.delete(scope);
+    syncHook();
+  }
+  const open = [...tracked.values()].filter(stillOpen);
+  const leaked: Leak[] = open.map((t) => {
+    const stack = userFrames(t.stack, 4);
+    return { kind: leakKind(t), type: t.type, detail: leakDetail(t), thread: t.thread?.name ?? null, site: stack.split('\n')[0] || null, stack: stack || null };
+  });
+  // Raw file descriptors (fs.open, fs streams) have no async resource: diff /proc/self/fd for files.
+  const handleFds = new Set(open.filter((t) => t.type === 'FILEHANDLE').map((t) => t.resource.fd));
+  const fdsAfter = openFds();
+  const newFds: [number, string][] = [];
+  for (const [fd, target] of fdsAfter) {
+    if (fdsBefore.get(fd) === target || handleFds.has(fd) || !target.startsWith('/')) continue;
+    newFds.push([fd, target]);
+    leaked.push({ kind: 'file descriptor', type: 'fd', detail: `fd ${fd} ${target}`, thread: null, site: null, stack: null });
+  }
+  const activeAfter = countActive();
+  const activeDiff: Record<string, number> = {};
+  for (const [k, n] of Object.entries(activeAfter)) if (n > (activeBefore[k] ?? 0)) activeDiff[k] = n - (activeBefore[k] ?? 0);
+  const summary =
+    leaked.length === 0
+      ? 'no leaks'
+      : `${leaked.length} resource${leaked.length === 1 ? '' : 's'} left open:\n` +
+        leaked.map((l) => `  - ${l.kind}${l.detail ? ` ${l.detail}` : ''}${l.thread ? ` (thread ${l.thread})` : ''}${l.site ? `\n      created ${l.site}` : ''}`).join('\n');
+  const cleanup = (): void => {
+    for (const t of open) closeTracked(t);
+    for (const [fd] of newFds) {
+      try {
+        builtin('fs').closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  };
+  return { ok: leaked.length === 0, leaked, activeDiff, result, error, summary, cleanup };
+}
+
+function closeTracked(t: Tracked): void {
+  const r = t.resource;
+  try {
+    if (t.type === 'Timeout') return timers.clearTimeout(r);
+    if (t.type === 'Immediate') return timers.clearImmediate(r);
+    const owner = ownerOf(r);
+    if (t.type === 'FILEHANDLE') {
+      void (owner ?? r).close?.().catch?.(() => {});
+      return;
+    }
+    if (owner && typeof owner.kill === 'function' && t.type === 'PROCESSWRAP') {
+      owner.kill('SIGKILL');
+      return;
+    }
+    if (owner && typeof owner.destroy === 'function') return void owner.destroy();
+    if (owner && typeof owner.close === 'function') return void owner.close();
+    if (typeof r.close === 'function') r.close();
+  } catch {
+    // best effort
+  }
+}
+
+/** Runs `fn` like `leaks` and throws an EvyError (code ERR_EVY_LEAKS) listing what it left open (cleaned up first). */
+export async function assertNoLeaks<T>(fn: () => T | PromiseLike<T>, options?: LeaksOptions): Promise<T> {
+  const r = await leaks(fn, options);
+  if (!r.ok) {
+    r.cleanup();
+    const err = new EvyError(`evy.debug.assertNoLeaks: ${r.summary}`, 'ERR_EVY_LEAKS');
+    (err as EvyError & { leaked: Leak[] }).leaked = r.leaked;
+    throw err;
+  }
+  if (r.error !== undefined) throw r.error;
+  return r.result as T;
+}
+
+/** The debug namespace: `evy.debug`. */
+export const debug = {
+  blockingDetection,
+  blockingDetectionStatus,
+  formatThreads,
+  threads,
+  trackThreads,
+  dumpOnSignal,
+  leaks,
+  assertNoLeaks,
+  describeResource,
+};
