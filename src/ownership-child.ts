@@ -42,12 +42,73 @@ function terminate(c: AnyChild, _err: unknown): void {
   if (exited(c)) return;
   absorb(c);
   for (const s of [c.stdin, c.stdout, c.stderr]) absorb(s);
+  // exec() runs a shell, whose own children would outlive it as orphans: signal the whole tree,
+  // collected before the root dies (its children are then re-parented and can no longer be found).
+  const tree = c.pid === undefined ? [] : descendants(c.pid);
   c.kill('SIGTERM');
-  // Ref'd on purpose: the parent stays up until the child is gone, so no orphan is left behind.
+  for (const pid of tree) signal(pid, 'SIGTERM');
+  // Ref'd on purpose: the parent stays up until the children are gone, so no orphan is left behind.
   const timer = rt.timers.setTimeout(() => {
     if (!exited(c)) c.kill('SIGKILL');
+    for (const pid of tree) signal(pid, 'SIGKILL');
   }, CHILD_KILL_GRACE_MS);
-  c.once('exit', () => rt.timers.clearTimeout(timer));
+  c.once('exit', () => {
+    if (!tree.some(isAlive)) rt.timers.clearTimeout(timer);
+  });
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The descendants of `pid`, from the parent links in /proc/<pid>/stat (Linux; elsewhere none: only the direct child is signalled). */
+function descendants(pid: number): number[] {
+  if (process.platform !== 'linux') return [];
+  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const name of entries) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so parse after the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ', 2)[1]);
+    let list = children.get(ppid);
+    if (list === undefined) children.set(ppid, (list = []));
+    list.push(Number(name));
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const kids = children.get(queue.shift()!);
+    if (kids === undefined) continue;
+    out.push(...kids);
+    queue.push(...kids);
+  }
+  return out;
 }
 
 /** The thread a child spawned now belongs to, or null (main thread; inside unowned() it is marked). */

@@ -1,0 +1,185 @@
+// `node --import ./register.mjs` / `--require ./register.cjs` on real fixture apps, in real processes.
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const FIX = fileURLToPath(new URL('../fixtures/register/', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function node(args: string[], env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      args,
+      { cwd: FIX, env: { ...process.env, NODE_OPTIONS: '', ...env }, timeout: timeoutMs },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const IMPORT = ['--import', `${ROOT}register.mjs`];
+const REQUIRE = ['--require', `${ROOT}register.cjs`];
+
+function json(r: Run): any {
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`no JSON from the fixture (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// A server that accepts requests and never answers, in this (other) process: the fixture's own
+// getActiveResourcesInfo() then only shows what the fixture itself holds.
+let slow: http.Server;
+let slowUrl = '';
+beforeAll(async () => {
+  slow = http.createServer(() => {}).listen(0, '127.0.0.1');
+  await once(slow, 'listening');
+  slowUrl = `http://127.0.0.1:${(slow.address() as { port: number }).port}/`;
+});
+afterAll(() => {
+  slow.closeAllConnections();
+  slow.close();
+});
+
+describe('node --import ./register.mjs', () => {
+  it('an unaware ESM app runs unchanged', async () => {
+    const [plain, patched] = await Promise.all([node(['unaware.mjs']), node([...IMPORT, 'unaware.mjs'])]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(patched.code, patched.stderr).toBe(0);
+    expect(json(patched)).toEqual(json(plain));
+    expect(json(plain)).toContain('net echo me'); // the transcript really exercised the modules
+    expect(patched.stderr).toBe('');
+  });
+
+  it('withTimeout(0.5) around http.get to a silent server: ~0.5 s, and nothing of the thread is left', async () => {
+    const r = await node([...IMPORT, 'http-timeout.mjs'], { SLOW_URL: slowUrl });
+    const out = json(r);
+    expect(out.error).toBe('Timeout');
+    expect(out.elapsedMs).toBeGreaterThanOrEqual(450);
+    expect(out.elapsedMs).toBeLessThan(2000);
+    expect(out.promisesError).toBe('Timeout'); // timers/promises rejected with the kill error
+    const leftovers = out.resources.filter((k: string) => /TCP|Timeout|Process|Immediate/.test(k));
+    expect(leftovers).toEqual([]);
+    expect(out.alive).toEqual([]); // the `sleep 100` child is gone (checked by pid)
+    for (const pid of out.pids) expect(alive(pid)).toBe(false);
+  });
+
+  it('the same fixture unpatched (EVY_PATCH=none) leaks: the check above can fail', async () => {
+    const r = await node([...IMPORT, 'http-timeout.mjs'], { SLOW_URL: slowUrl, EVY_PATCH: 'none' });
+    const out = json(r);
+    try {
+      expect(out.resources).toContain('TCPSocketWrap');
+      expect(out.resources).toContain('ProcessWrap');
+    } finally {
+      for (const pid of out.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('ownership follows use: a shared keep-alive socket survives the kill of the thread that created it', async () => {
+    const out = json(await node([...IMPORT, 'keepalive.mjs']));
+    expect(out.a.body).toBe('ok /a');
+    expect(out.a.reused).toBe(false);
+    // B ran on A's socket (same local port, reused) and finished although A was killed meanwhile.
+    expect(out.b).toEqual({ body: 'ok /b?delay=400', reused: true, port: out.a.port });
+    // B2, killed in flight: its request died at once, and the server saw the client go.
+    expect(out.b2.error).toBe('GreenletExit');
+    expect(out.b2.ms).toBeLessThan(90); // not the 100 ms detach grace: the request settled
+    expect(out.aborted).toEqual(['/b2?delay=5000', '/c?delay=5000']);
+    expect(out.cDead).toBe(true); // C had no 'error' listener: no crash
+    expect(out.after.body).toBe('ok /after');
+  });
+
+  it('killing a thread ends every child it started (spawn, exec via a shell, execFile, promisified, fork ignoring SIGTERM)', async () => {
+    const r = await node([...IMPORT, 'child-kill.mjs']);
+    const out = json(r);
+    expect(out.before).toBe(4); // four `sleep` processes carried the marker
+    expect(out.alive).toEqual([]);
+    expect(out.left).toEqual([]); // no orphaned grandchild of exec's shell
+    expect(out.gone).toBeLessThan(2900); // SIGKILL after the 1 s grace for the one ignoring SIGTERM
+    for (const pid of Object.values(out.pids) as number[]) expect(alive(pid)).toBe(false);
+  });
+
+  it('an fs read stream (and write stream, FileHandle, watcher) of a killed thread is closed', async () => {
+    const out = json(await node([...IMPORT, 'fs-stream.mjs']));
+    expect(out.firstChunk).toBe(1024);
+    expect(out.openDuring).toBeGreaterThanOrEqual(3);
+    expect(out.rs).toEqual({ destroyed: true, closed: true });
+    expect(out.ws).toEqual({ destroyed: true, closed: true });
+    expect(out.fhClosed).toBe(true);
+    expect(out.watcherClosed).toBe(true);
+    expect(out.openAfter).toBe(0);
+  });
+
+  it('EVY_PATCH selects modules; none patches nothing; an unknown name fails loudly', async () => {
+    const sel = json(await node([...IMPORT, 'cjs-kill.cjs'], { EVY_PATCH: 'timers,net' }));
+    expect(sel.patched).toEqual(['net', 'timers']);
+    expect(sel.timerCleared).toBe(true);
+    expect(sel.socketDestroyed).toBe(true);
+    expect(sel.childGone).toBe(false); // child_process was not patched
+    const none = json(await node([...IMPORT, 'cjs-kill.cjs'], { EVY_PATCH: 'none' }));
+    expect(none.patched).toEqual([]);
+    expect(none.timerCleared).toBe(false);
+    const bad = await node([...IMPORT, 'cjs-kill.cjs'], { EVY_PATCH: 'net,bogus' });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('EVY_PATCH=net,bogus');
+    expect(bad.stderr).toContain('"bogus"');
+  });
+});
+
+describe('node --require ./register.cjs', () => {
+  it('an unaware CJS app runs unchanged', async () => {
+    const [plain, patched] = await Promise.all([node(['unaware.cjs']), node([...REQUIRE, 'unaware.cjs'])]);
+    expect(patched.code, patched.stderr).toBe(0);
+    expect(json(patched)).toEqual(json(plain));
+    expect(json(plain)).toContain('net ok');
+  });
+
+  it("a CJS app's thread: its timer, socket and child die with it", async () => {
+    const out = json(await node([...REQUIRE, 'cjs-kill.cjs']));
+    expect(out).toEqual({
+      patched: ['net', 'tls', 'timers', 'fs', 'child_process'],
+      timerCleared: true,
+      socketDestroyed: true,
+      childGone: true,
+    });
+  });
+
+  it('a second registration is a no-op with a warning', async () => {
+    const r = await node([...REQUIRE, ...IMPORT, 'cjs-kill.cjs']);
+    expect(r.stderr).toContain('EVY_REGISTER_TWICE');
+    expect(json(r).timerCleared).toBe(true); // the first one took effect
+  });
+});
+
+describe('an app that destructured its imports before monkeyPatch()', () => {
+  it('is reached where it can be: ESM bindings, sockets and children; a copied CJS function is not', async () => {
+    const out = json(await node(['destructured.mjs']));
+    expect(out).toEqual({
+      before: { esmSetTimeoutIsOriginal: true },
+      esmBindingUpdated: true,
+      esmTimerCleared: true,
+      cjsTimerCleared: false, // documented limit: nothing can reach a copied function value
+      socketDestroyed: true,
+      childKilled: true,
+    });
+  });
+});
