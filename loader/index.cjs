@@ -11,6 +11,7 @@ const Module = require('node:module');
 const path = require('node:path');
 const fs = require('node:fs');
 const { pathToFileURL } = require('node:url');
+const { AsyncResource } = require('node:async_hooks');
 const core = require('./core.cjs');
 
 const KEY = Symbol.for('evy.runtime');
@@ -53,7 +54,10 @@ function ensureHooks() {
   const { MessageChannel } = require('node:worker_threads');
   const { port1, port2 } = new MessageChannel();
   port1.on('message', (m) => {
-    const info = cjsInfo(m.id, m.filename);
+    // Run the module's top-level code in the async context of the importPatched call (the green thread that asked),
+    // as the in-thread hooks do, not in that of whichever call happened to create this port.
+    const tree = st.trees.get(m.id);
+    const info = tree.scope.runInAsyncScope(cjsInfo, null, m.id, m.filename);
     port1.postMessage(info.error ? { seq: m.seq, error: true, message: info.message } : { seq: m.seq, names: info.names });
   });
   port1.unref();
@@ -174,7 +178,7 @@ class Failure {
 async function importPatched(spec, parentUrl, modules, replacements) {
   ensureHooks();
   const id = String(st.nextId++);
-  const tree = { modules, replacements, mods: new Map(), errors: new Map() };
+  const tree = { modules, replacements, mods: new Map(), errors: new Map(), scope: new AsyncResource('evy.importPatched') };
   st.trees.set(id, tree);
   try {
     return await import(core.entryUrl({ id, spec, parent: parentUrl, modules }));
