@@ -72,6 +72,8 @@ export function importPatched<T = any>(
     if (specifier instanceof URL) spec = specifier.href;
     else if (typeof specifier === 'string' && specifier !== '') spec = specifier;
     else throw invalidArgType('specifier', 'a non-empty string or a URL', specifier);
+    // An absolute file path (C:\x on Windows is not a URL to import()).
+    if (!spec.startsWith('file:') && path.isAbsolute(spec)) spec = pathToFileURL(spec).href;
     im = load();
     config = normalizeModules(modules, im.GREEN);
     parent = parentOf(spec, options, im.PKG_ROOT);

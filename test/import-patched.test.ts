@@ -306,3 +306,25 @@ describe('importPatched: ownership', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 });
+
+describe('importPatched: specifier forms', () => {
+  it('accepts an absolute file path, a file: URL object and a bare package name', async () => {
+    const net = fakeNet();
+    const byPath = await importPatched(new URL(`${ESM}helper.mjs`).pathname, { net });
+    const byUrl = await importPatched(new URL(`${ESM}helper.mjs`), { net });
+    const bare = await importPatched('esm-pkg', { net }, { parent: ESM });
+    expect(byPath.helperNet).toBe(net);
+    expect(byUrl.helperNet).toBe(net);
+    expect(bare.default.net).toBe(net);
+    expect(byPath.helperInstance).not.toBe(byUrl.helperInstance);
+  });
+
+  it('without options.parent a relative specifier resolves against the calling file (read from the stack)', async () => {
+    const net = fakeNet();
+    const ns = await importPatched('../fixtures/import-patched/esm/helper.mjs', { net });
+    expect(ns.helperNet).toBe(net);
+    const err = await importPatched('./helper.mjs', { net }).catch((e) => e); // not next to this file
+    expect(err.code).toBe('ERR_MODULE_NOT_FOUND');
+    expect(err.message).toContain('import-patched.test.ts');
+  });
+});
