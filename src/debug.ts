@@ -138,7 +138,7 @@ function describeThread(t: GreenThread, info: ThreadInfo | null, now: number, cu
   const more = t._parkedMore;
   if (more !== null) for (const w of more) parkedOn.push(w.label);
   let st: string;
-  if (t === cur) st = 'running';
+  if (t === cur && (t !== rt.main || parkedOn.length === 0)) st = 'running';
   else if (t._killError !== undefined) st = 'dying';
   else if (t._state === 0) st = t._timer !== null ? 'scheduled' : 'ready';
   else if (parkedOn.length > 0) st = 'parked';
@@ -309,24 +309,39 @@ const s = new inspector.Session();
 s.connectToMainThread();
 const now = () => performance.timeOrigin + performance.now();
 let pausing = null;
+// CallFrame.url is empty for ES modules on some versions: map scriptId -> url from scriptParsed.
+const urls = new Map();
+s.on('Debugger.scriptParsed', (m) => { if (m.params.url) urls.set(m.params.scriptId, m.params.url); });
 const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
 s.on('Debugger.paused', (m) => {
   const p = pausing;
   const frames = m.params.callFrames;
   if (p === null || p.frames !== null) { s.post('Debugger.resume'); return; } // a 'debugger;' statement: not ours
-  p.frames = frames.map((f) => '    at ' + (f.functionName || '<anonymous>') + ' (' + (f.url || '<unknown>') + ':' + (f.location.lineNumber + 1) + ':' + (f.location.columnNumber + 1) + ')').join('\\n');
+  p.frames = frames.map((f) => '    at ' + (f.functionName || '<anonymous>') + ' (' + (f.url || urls.get(f.location.scriptId) || '<unknown>') + ':' + (f.location.lineNumber + 1) + ':' + (f.location.columnNumber + 1) + ')').join('\\n');
   const id = frames.length > 0 ? frames[0].callFrameId : null;
   if (id === null) { s.post('Debugger.resume'); return; }
   s.post('Debugger.evaluateOnCallFrame', { callFrameId: id, expression: WHO, silent: true }, (err, r) => {
-    p.thread = !err && r && r.result ? String(r.result.value) : '?';
-    s.post('Debugger.resume');
+    if (!err && r && r.result && typeof r.result.value === 'string') {
+      p.thread = r.result.value;
+      s.post('Debugger.resume');
+      return;
+    }
+    // Some frames (native trampolines) cannot evaluate: the global scope sees the same async context.
+    s.post('Runtime.evaluate', { expression: WHO, silent: true }, (err2, r2) => {
+      p.thread = !err2 && r2 && r2.result && typeof r2.result.value === 'string' ? r2.result.value : '?';
+      s.post('Debugger.resume');
+    });
   });
 });
-s.post('Debugger.enable', () => parentPort.postMessage({ ready: true }));
+// Debugger.enable itself blocks the main thread for a moment (it lists every script): start watching only once
+// the main thread has beaten again after it.
+let armedAt = -1;
+s.post('Debugger.enable', () => { armedAt = beat[0]; parentPort.postMessage({ ready: true }); });
 setInterval(() => {
   const b = beat[0];
   const t = now();
   if (beat[1] === 1) return; // off
+  if (armedAt !== -2) { if (armedAt !== -1 && b !== armedAt) armedAt = -2; return; }
   if (pausing === null) {
     if (t - b > ms) {
       pausing = { before: b, frames: null, thread: null };
@@ -486,8 +501,8 @@ export interface LeakReport {
   error: unknown;
   /** The report as text, one line per leak. */
   summary: string;
-  /** Closes, clears or kills what was leaked (so a test of a leaky library does not leak itself). */
-  cleanup: () => void;
+  /** Closes, clears or kills what was leaked (so a test of a leaky library does not leak itself); settles once closed. */
+  cleanup: () => Promise<void>;
 }
 
 export interface LeaksOptions {
@@ -515,6 +530,32 @@ const KINDS: Record<string, string> = {
   WORKER: 'worker thread',
   HTTPPARSER: 'http parser',
 };
+
+interface Creator {
+  id: number;
+  type: string;
+  thread: GreenThread;
+  trigger: number;
+  stack: string;
+}
+
+function captureStack(): string {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 30;
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder);
+  Error.stackTraceLimit = limit;
+  return holder.stack ?? '';
+}
+
+/** The first stack along the trigger chain that shows user code. */
+function siteOf(id: number, creators: Map<number, Creator>): string {
+  for (let c = creators.get(id), hops = 0; c !== undefined && hops < 20; c = creators.get(c.trigger), hops++) {
+    const frames = userFrames(c.stack, 4);
+    if (frames !== '') return frames;
+  }
+  return '';
+}
 
 interface Tracked {
   id: number;
@@ -610,19 +651,35 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
   const graceMs = checkSeconds(options.grace ?? 0.3, 'options.grace');
   const scope = new Set<GreenThread>();
   const tracked = new Map<number, Tracked>();
+  const creators = new Map<number, Creator>();
   const fdsBefore = openFds();
   const activeBefore = countActive();
   const hook: AsyncHook = createHook({
-    init(id, type, _trigger, resource) {
-      if (!(type in KINDS)) return;
-      const store = rt.als?.getStore(); // the raw store: callbacks of a thread that ended still count as its own
+    init(id, type, trigger, resource) {
+      if (type === 'PROMISE') return;
+      // The raw store: callbacks of a thread that ended still count as its own.
+      let store = rt.als?.getStore() ?? creators.get(trigger)?.thread;
+      let stack: string | undefined;
+      if (store === undefined && type === 'FILEHANDLE') {
+        // fsp.open's FileHandle is created natively, outside any JS context (trigger 0, no store): it belongs
+        // to the latest fs.promises request of the scope still pending (the open), whose stack is the site.
+        const req = [...creators.values()].filter((c) => c.type === 'FSREQPROMISE').pop();
+        if (req !== undefined) [store, stack, trigger] = [req.thread, req.stack, req.id];
+      }
       if (store === undefined || !scope.has(store)) return;
-      const holder: { stack?: string } = {};
-      Error.captureStackTrace(holder);
-      tracked.set(id, { id, type, resource, thread: store, stack: holder.stack ?? '' });
+      stack ??= captureStack();
+      // Every resource of the scope is remembered while it lives: a handle created from internal code only
+      // (server.listen after a dns lookup) takes its call site from the request that led to it.
+      creators.set(id, { id, type, thread: store, trigger, stack });
+      if (type in KINDS) {
+        // The trigger chain is alive now (we run inside its callback), not necessarily at report time.
+        const site = userFrames(stack, 4) || siteOf(trigger, creators);
+        tracked.set(id, { id, type, resource, thread: store, stack: site });
+      }
     },
     destroy(id) {
       tracked.delete(id);
+      creators.delete(id);
     },
   });
   state.scopes.add(scope);
@@ -651,7 +708,7 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
   }
   const open = [...tracked.values()].filter(stillOpen);
   const leaked: Leak[] = open.map((t) => {
-    const stack = userFrames(t.stack, 4);
+    const stack = t.stack;
     return { kind: leakKind(t), type: t.type, detail: leakDetail(t), thread: t.thread?.name ?? null, site: stack.split('\n')[0] || null, stack: stack || null };
   });
   // Raw file descriptors (fs.open, fs streams) have no async resource: diff /proc/self/fd for files.
@@ -671,8 +728,16 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
       ? 'no leaks'
       : `${leaked.length} resource${leaked.length === 1 ? '' : 's'} left open:\n` +
         leaked.map((l) => `  - ${l.kind}${l.detail ? ` ${l.detail}` : ''}${l.thread ? ` (thread ${l.thread})` : ''}${l.site ? `\n      created ${l.site}` : ''}`).join('\n');
-  const cleanup = (): void => {
-    for (const t of open) closeTracked(t);
+  const cleanup = async (): Promise<void> => {
+    const exits: Promise<unknown>[] = [];
+    for (const t of open) {
+      const done = closeTracked(t);
+      if (done !== undefined) exits.push(done);
+    }
+    await Promise.all(exits);
+    // Handles finish closing on a later loop turn.
+    await turn();
+    await turn();
     for (const [fd] of newFds) {
       try {
         builtin('fs').closeSync(fd);
@@ -684,19 +749,25 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
   return { ok: leaked.length === 0, leaked, activeDiff, result, error, summary, cleanup };
 }
 
-function closeTracked(t: Tracked): void {
+/** Closes one leaked resource; for a child process, returns a promise of its exit (bounded wait). */
+function closeTracked(t: Tracked): Promise<unknown> | undefined {
   const r = t.resource;
   try {
-    if (t.type === 'Timeout') return timers.clearTimeout(r);
-    if (t.type === 'Immediate') return timers.clearImmediate(r);
+    if (t.type === 'Timeout') return void timers.clearTimeout(r);
+    if (t.type === 'Immediate') return void timers.clearImmediate(r);
     const owner = ownerOf(r);
-    if (t.type === 'FILEHANDLE') {
-      void (owner ?? r).close?.().catch?.(() => {});
-      return;
-    }
-    if (owner && typeof owner.kill === 'function' && t.type === 'PROCESSWRAP') {
+    if (t.type === 'FILEHANDLE') return (owner ?? r).close?.()?.catch?.(() => {});
+    if (t.type === 'PROCESSWRAP' && owner && typeof owner.kill === 'function') {
+      if (owner.exitCode !== null || owner.signalCode !== null) return undefined;
+      const exited = new Promise<void>((resolve) => {
+        const timer = rt.timers.setTimeout(resolve, 2000);
+        owner.once('exit', () => {
+          rt.timers.clearTimeout(timer);
+          resolve();
+        });
+      });
       owner.kill('SIGKILL');
-      return;
+      return exited;
     }
     if (owner && typeof owner.destroy === 'function') return void owner.destroy();
     if (owner && typeof owner.close === 'function') return void owner.close();
@@ -704,13 +775,14 @@ function closeTracked(t: Tracked): void {
   } catch {
     // best effort
   }
+  return undefined;
 }
 
 /** Runs `fn` like `leaks` and throws an EvyError (code ERR_EVY_LEAKS) listing what it left open (cleaned up first). */
 export async function assertNoLeaks<T>(fn: () => T | PromiseLike<T>, options?: LeaksOptions): Promise<T> {
   const r = await leaks(fn, options);
   if (!r.ok) {
-    r.cleanup();
+    await r.cleanup();
     const err = new EvyError(`evy.debug.assertNoLeaks: ${r.summary}`, 'ERR_EVY_LEAKS');
     (err as EvyError & { leaked: Leak[] }).leaked = r.leaked;
     throw err;
