@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as evy from '../src/index.js';
 import { debug, Event, listen, connect, Queue, sleep, spawn } from '../src/index.js';
@@ -195,7 +195,7 @@ describe('blockingDetection', () => {
 
 describe('leaks', () => {
   it('reports what a leaky library left open, by kind, thread and call site', async () => {
-    const { leakyStart } = await import('../fixtures/debug/leaky.mjs');
+    const { leakyStart } = await import(pathToFileURL(join(fixtures, 'leaky.mjs')).href);
     const file = join(tmp, 'leaky.txt');
     const report = await debug.leaks(() => leakyStart(file));
     try {
@@ -225,7 +225,7 @@ describe('leaks', () => {
   });
 
   it('finds nothing in the same work done cleanly', async () => {
-    const { cleanStart } = await import('../fixtures/debug/clean.mjs');
+    const { cleanStart } = await import(pathToFileURL(join(fixtures, 'clean.mjs')).href);
     const report = await debug.leaks(() => cleanStart(join(tmp, 'clean.txt')));
     expect(report.summary).toBe('no leaks');
     expect(report.leaked).toEqual([]);
