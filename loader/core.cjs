@@ -121,7 +121,8 @@ function exportLines(names) {
   let out = '';
   let i = 0;
   for (const name of names) {
-    if (name === 'default' || typeof name !== 'string') continue;
+    // `default` is the object itself; a string with a lone surrogate cannot be an export name.
+    if (name === 'default' || typeof name !== 'string' || !name.isWellFormed()) continue;
     out += `const __${i} = __m[${JSON.stringify(name)}];\nexport { __${i} as ${JSON.stringify(name)} };\n`;
     i++;
   }

@@ -128,6 +128,17 @@ describe('importPatched: ES module trees', () => {
     expect(mixed.seen.net.marker).toBeTypeOf('symbol');
   });
 
+  it("a replacement's own keys become the namespace, odd names included; default is the object itself", async () => {
+    const net = { ...fakeNet(), 'odd-name': 1, delete: 2, '\u00e9t\u00e9': 3 };
+    const { ns } = await importPatched(`${ESM}namespace.mjs`, { net });
+    expect(ns.default).toBe(net);
+    expect(ns['odd-name']).toBe(1);
+    expect(ns.delete).toBe(2);
+    expect(ns['\u00e9t\u00e9']).toBe(3);
+    expect(ns.connect).toBe(net.connect);
+    expect(Object.keys(ns).sort()).toEqual([...Object.keys(net), 'default'].sort());
+  });
+
   it('import_patched is the same function', () => {
     expect(import_patched).toBe(importPatched);
   });
