@@ -3,7 +3,8 @@ import { defineConfig } from 'tsup';
 // One shared chunk for the runtime in each format: the main entry and every green module
 // must see the same GreenThread class and the same scheduler state.
 export default defineConfig({
-  entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts'],
+  // tpool-worker: the file piscina loads in each worker thread (evy.tpool).
+  entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts', 'src/tpool-worker.ts'],
   format: ['esm', 'cjs'],
   dts: true,
   target: 'node20',

@@ -1,0 +1,48 @@
+// The worker side of evy.tpool (loaded by piscina in each worker thread). Deliberately free of evy imports:
+// a worker is a plain thread, with no green threads of its own.
+import { pathToFileURL } from 'node:url';
+
+export interface TpoolTask {
+  /** Source of a self-contained function (`fn.toString()`), or */
+  src?: string;
+  name?: string;
+  /** a module (absolute path, file: URL or package specifier) and the export to call. */
+  mod?: string;
+  args: unknown[];
+}
+
+const compiled = new Map<string, (...args: unknown[]) => unknown>();
+
+function compile(src: string, name: string | undefined): (...args: unknown[]) => unknown {
+  let fn = compiled.get(src);
+  if (fn !== undefined) return fn;
+  try {
+    // An arrow, a function expression or a class method of the form `async name(a) {...}`.
+    fn = new Function(`return (${src});`)() as (...args: unknown[]) => unknown;
+  } catch {
+    fn = new Function(`return ({ ${src} })[${JSON.stringify(name ?? '')}];`)() as (...args: unknown[]) => unknown;
+  }
+  if (typeof fn !== 'function') throw new TypeError(`tpool: the source of ${name || 'the function'} did not evaluate to a function`);
+  if (compiled.size > 500) compiled.clear();
+  compiled.set(src, fn);
+  return fn;
+}
+
+export default async function runTask(task: TpoolTask): Promise<unknown> {
+  let fn: unknown;
+  if (task.src !== undefined) {
+    fn = compile(task.src, task.name);
+  } else {
+    const spec = task.mod!;
+    const mod = await import(spec.startsWith('/') ? pathToFileURL(spec).href : spec);
+    const name = task.name ?? 'default';
+    fn = mod[name];
+    if (typeof fn !== 'function' && name === 'default') fn = mod['module.exports'] ?? mod.default?.default;
+    if (typeof fn !== 'function') {
+      const err = new TypeError(`tpool: ${spec} has no function export named "${name}"`);
+      (err as TypeError & { code: string }).code = 'ERR_EVY_TPOOL_EXPORT';
+      throw err;
+    }
+  }
+  return await (fn as (...args: unknown[]) => unknown)(...task.args);
+}
