@@ -208,6 +208,8 @@ function userFrames(stack: string, max: number): string {
 export function describeResource(r: any): string {
   try {
     if (r === null || typeof r !== 'object') return String(r);
+    const custom = r[Symbol.for('evy.describe')];
+    if (typeof custom === 'function') return String(custom.call(r));
     const ctor = r.constructor?.name ?? 'Object';
     // A wrapper (GreenSocket, SocketFile): describe what it wraps.
     if (r.raw !== undefined && r.raw !== r && typeof r.raw === 'object') return `${ctor}(${describeResource(r.raw)})`;

@@ -28,7 +28,43 @@ function compile(src: string, name: string | undefined): (...args: unknown[]) =>
   return fn;
 }
 
+/** Key of the envelope an error travels in: a thrown Error loses `code` and its class in a structured clone. */
+export const ERROR_KEY = '__evyTpoolError';
+
+export interface ErrorEnvelope {
+  name?: string;
+  message?: string;
+  stack?: string;
+  props?: Record<string, unknown>;
+  /** A thrown non-Error value. */
+  value?: unknown;
+  isError: boolean;
+}
+
+function envelope(e: unknown): { [ERROR_KEY]: ErrorEnvelope } {
+  if (!(e instanceof Error)) {
+    try {
+      return { [ERROR_KEY]: { isError: false, value: structuredClone(e) } };
+    } catch {
+      return { [ERROR_KEY]: { isError: false, value: String(e) } };
+    }
+  }
+  const props: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (v === null || ['string', 'number', 'boolean', 'bigint', 'undefined'].includes(typeof v)) props[k] = v;
+  }
+  return { [ERROR_KEY]: { isError: true, name: e.name, message: e.message, stack: e.stack, props } };
+}
+
 export default async function runTask(task: TpoolTask): Promise<unknown> {
+  try {
+    return await call(task);
+  } catch (e) {
+    return envelope(e);
+  }
+}
+
+async function call(task: TpoolTask): Promise<unknown> {
   let fn: unknown;
   if (task.src !== undefined) {
     fn = compile(task.src, task.name);
