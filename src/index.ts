@@ -60,3 +60,4 @@ export {
 export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type PatchHandle, type PatchName } from './patch.js';
 export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patch.js';
 export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug.js';
+export { tpool, type TpoolModuleRef } from './tpool.js';
