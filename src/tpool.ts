@@ -186,8 +186,13 @@ function translate(e: unknown, what: string, args: unknown[]): unknown {
       err.cause = e;
       return err;
     }
-    if (/^worker exited with code/.test(msg) || msg === 'Terminating worker thread') {
-      const err = new EvyError(`evy.tpool.execute(${what}): the worker thread died while running it (${msg}); the pool replaces it`, msg === 'Terminating worker thread' ? 'ERR_EVY_TPOOL_DESTROYED' : 'ERR_EVY_TPOOL_WORKER_EXIT');
+    if (msg === 'Terminating worker thread') {
+      const err = new EvyError(`evy.tpool.execute(${what}): tpool.destroy() was called while it was queued or running`, 'ERR_EVY_TPOOL_DESTROYED');
+      err.cause = e;
+      return err;
+    }
+    if (/^worker exited with code/.test(msg)) {
+      const err = new EvyError(`evy.tpool.execute(${what}): the worker thread died while running it (${msg}); the pool replaces it`, 'ERR_EVY_TPOOL_WORKER_EXIT');
       err.cause = e;
       return err;
     }
