@@ -25,6 +25,9 @@ export const SHUT_RDWR = 2;
 /** Pause reading once this many unread bytes are buffered; resume when a reader drains below it. */
 const READ_HWM = 128 * 1024;
 const EMPTY = Buffer.alloc(0);
+// One settled promise for every write that needs no wait: an allocation (and, with async hooks on,
+// a hook call) saved per sendall. A fulfilled promise is immutable, so sharing it is safe.
+const DONE: Promise<void> = Promise.resolve();
 const kGreen = Symbol.for('evy.GreenSocket');
 
 /**
@@ -356,8 +359,11 @@ export class GreenSocket {
     if (e !== undefined) return Promise.reject(e);
     const stop = this._writeStop(data, 'sendall', false);
     if (stop !== null) return stop;
-    if ((this.raw as net.Socket).write(data)) return Promise.resolve();
-    if (this._timeoutMs === 0) return Promise.resolve(); // queued; a non-blocking socket does not wait
+    const raw = this.raw as net.Socket;
+    // write() says false for a write of >= highWaterMark bytes even when the kernel took it all at once
+    // (writableLength is back to 0): wait only while Node really holds a full buffer.
+    if (raw.write(data) || raw.writableLength < raw.writableHighWaterMark) return DONE;
+    if (this._timeoutMs === 0) return DONE; // queued; a non-blocking socket does not wait
     return this._waitDrain(t, 'GreenSocket.sendall');
   }
 
@@ -368,7 +374,8 @@ export class GreenSocket {
     if (e !== undefined) return Promise.reject(e);
     const stop = this._writeStop(data, 'write', true);
     if (stop !== null) return stop;
-    if ((this.raw as net.Socket).write(data) || this._timeoutMs === 0) return Promise.resolve();
+    const raw = this.raw as net.Socket;
+    if (raw.write(data) || raw.writableLength < raw.writableHighWaterMark || this._timeoutMs === 0) return DONE;
     return this._waitDrain(t, 'SocketFile.flush');
   }
 

@@ -1,0 +1,131 @@
+// Echo round trips per second: an evy server (serve + recv/sendall) against a raw `net` echo server,
+// measured in the same run, driven by bench/loadgen.c (one epoll loop in C, so the client is not the
+// bottleneck). Servers run pinned to one core and the load generator to another where taskset exists.
+// Then: 10,000 idle connections held by each server, heap bytes per connection.
+//   npm run bench -- echo            EVY_BENCH_REPEATS=5 EVY_BENCH_SECONDS=2 to change the run length
+import { execFileSync, fork, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const REPEATS = Number(process.env.EVY_BENCH_REPEATS ?? 5);
+const SECONDS = Number(process.env.EVY_BENCH_SECONDS ?? 2);
+const IDLE = Number(process.env.EVY_BENCH_IDLE ?? 10000);
+
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
+const pin = (core, cmd, args) => (hasTaskset ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]);
+
+const build = mkdtempSync(join(tmpdir(), 'evy-bench-'));
+const loadgen = join(build, 'loadgen');
+try {
+  execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', loadgen, join(here, 'loadgen.c')], { stdio: 'inherit' });
+} catch {
+  console.log('echo.bench: no C compiler (cc) found: install gcc (listed in .ci/packages.txt) to run this benchmark');
+  process.exit(1);
+}
+
+function startServer(kind) {
+  const child = fork(join(here, 'echo-server.child.mjs'), [kind], { execArgv: ['--expose-gc'], stdio: 'inherit' });
+  // fork() cannot go through taskset: pin the forked process (all its threads) afterwards.
+  if (hasTaskset) spawnSync('taskset', ['-a', '-cp', '0', String(child.pid)], { stdio: 'ignore' });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve({ child, port: m.port, kind }));
+    child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
+  });
+}
+
+const stats = (server) => ask(server, 'stats');
+
+function ask(server, what) {
+  return new Promise((resolve) => {
+    server.child.once('message', resolve);
+    server.child.send(what);
+  });
+}
+
+/** One run: round trips/s seen by the client, and the server's CPU microseconds per round trip. */
+async function runLoad(server, conns, size) {
+  const [cmd, args] = pin(1, loadgen, ['rr', '127.0.0.1', String(server.port), String(conns), String(size), String(SECONDS)]);
+  const cpu0 = (await ask(server, 'cpu')).cpu;
+  const out = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8' }));
+  const cpu1 = (await ask(server, 'cpu')).cpu;
+  return { rate: out.rate, cpu: (cpu1 - cpu0) / out.total };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmt = (x) => Math.round(x).toLocaleString('en-US');
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+
+console.log(`node ${process.version}, ${cpus().length} cpus, ${hasTaskset ? 'servers on cpu 0, load generator on cpu 1' : 'no taskset: unpinned'}`);
+console.log(`${REPEATS} repeats x ${SECONDS}s per cell, raw and evy alternating (same run)\n`);
+
+const raw = await startServer('raw');
+const evy = await startServer('evy');
+const rows = [];
+for (const [conns, size] of [
+  [1, 64],
+  [100, 64],
+  [1, 16384],
+  [100, 16384],
+]) {
+  const runs = { raw: [], evy: [] };
+  for (let i = 0; i < REPEATS; i++) {
+    // alternate the order so that drift in machine load hits both sides alike
+    for (const s of i % 2 === 0 ? [raw, evy] : [evy, raw]) runs[s.kind].push(await runLoad(s, conns, size));
+  }
+  const r = runs.raw.map((x) => x.rate);
+  const e = runs.evy.map((x) => x.rate);
+  const ratios = e.map((x, i) => x / r[i]);
+  const cpuR = runs.raw.map((x) => x.cpu);
+  const cpuE = runs.evy.map((x) => x.cpu);
+  rows.push({ conns, size, r, e, ratios, cpuR, cpuE });
+}
+
+console.log('Round trips per second (client side), and the server CPU it took:');
+console.log('| connections x message | raw net rt/s median (min) | evy rt/s median (min) | evy / raw median (min of paired runs) | server CPU µs per round trip raw / evy (median) |');
+console.log('|---|---|---|---|---|');
+for (const { conns, size, r, e, ratios, cpuR, cpuE } of rows) {
+  const label = `${conns} x ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`;
+  console.log(
+    `| ${label} | ${fmt(median(r))} (${fmt(Math.min(...r))}) | ${fmt(median(e))} (${fmt(Math.min(...e))}) | ` +
+      `${pct(median(ratios))} (${pct(Math.min(...ratios))}) | ${median(cpuR).toFixed(1)} / ${median(cpuE).toFixed(1)} |`,
+  );
+}
+const target = rows.find((x) => x.conns === 100 && x.size === 64);
+const ok = median(target.ratios) >= 0.85;
+console.log(`\ntarget: evy >= 85% of raw at 100 x 64 B: ${ok ? 'met' : 'NOT met'} (median of paired ratios ${pct(median(target.ratios))})`);
+
+// ---- idle connections ----------------------------------------------------------------------------
+async function idle(server) {
+  const before = await stats(server);
+  const [cmd, args] = pin(1, loadgen, ['idle', '127.0.0.1', String(server.port), String(IDLE)]);
+  const lg = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    lg.stdout.on('data', (d) => String(d).includes('connected') && resolve());
+    lg.once('exit', (code) => reject(new Error(`loadgen idle exited with ${code}`)));
+  });
+  let s = await stats(server);
+  for (let i = 0; i < 200 && s.conns < IDLE; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    s = await stats(server);
+  }
+  lg.stdin.end();
+  await new Promise((r) => lg.once('exit', r));
+  return { conns: s.conns, heap: (s.heapUsed - before.heapUsed) / s.conns, rss: (s.rss - before.rss) / s.conns };
+}
+
+console.log(`\n${IDLE.toLocaleString('en-US')} idle connections held by one server (after a full GC):`);
+console.log('| server | connections held | heap bytes / connection | RSS bytes / connection |');
+console.log('|---|---|---|---|');
+for (const server of [raw, evy]) {
+  const x = await idle(server);
+  console.log(`| ${server.kind === 'raw' ? 'raw net' : 'evy serve + recv'} | ${x.conns.toLocaleString('en-US')} | ${fmt(x.heap)} | ${fmt(x.rss)} |`);
+}
+
+for (const s of [raw, evy]) s.child.disconnect();
