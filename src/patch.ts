@@ -214,7 +214,10 @@ export function isMonkeyPatched(name: string): boolean {
 }
 
 function withOriginals(base: object, originals: Record<string, unknown>, extra?: Record<string, unknown>): any {
-  return Object.freeze(Object.assign(Object.create(base), originals, extra));
+  const o = Object.create(base);
+  // defineProperty, not assignment: `promises` is an accessor on the timers module.
+  for (const [k, v] of Object.entries({ ...originals, ...extra })) Object.defineProperty(o, k, { value: v, enumerable: true });
+  return Object.freeze(o);
 }
 
 /**
