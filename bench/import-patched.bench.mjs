@@ -5,7 +5,7 @@
 // And the startup of a program that loads evy but never calls importPatched (target: nothing added).
 // `node bench/import-patched.bench.mjs [repeats]`
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,8 +13,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const REPEATS = Number(process.argv[2] ?? 15);
 const N = 50;
-const EVY = pathToFileURL(fileURLToPath(new URL('../dist/index.js', import.meta.url))).href;
 const dir = mkdtempSync(path.join(tmpdir(), 'evy-bench-ip-'));
+// A snapshot of the built package (dist/, loader/): a rebuild of dist/ during the run cannot break it.
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+for (const f of ['dist', 'loader', 'package.json']) cpSync(path.join(ROOT, f), path.join(dir, 'evy', f), { recursive: true });
+const EVY = pathToFileURL(path.join(dir, 'evy', 'dist', 'index.js')).href;
 
 // Two copies of an ESM tree and of a CommonJS tree: main + 49 modules, each importing net and path.
 for (const copy of ['a', 'b']) {
@@ -59,8 +62,8 @@ console.log(JSON.stringify(out));
 // with a replacement object instead (same hooks, no green module to load) and say so.
 let MODULES = 'green';
 try {
-  createRequire(import.meta.url)('../dist/green/net.cjs');
-  await import('../dist/green/net.js');
+  createRequire(import.meta.url)(path.join(dir, 'evy', 'dist', 'green', 'net.cjs'));
+  await import(pathToFileURL(path.join(dir, 'evy', 'dist', 'green', 'net.js')).href);
 } catch (e) {
   MODULES = 'replacement';
   console.log(`(dist/green/net failed to load: ${e.message}; measuring with { net: { ...net } } instead)`);
