@@ -26,8 +26,12 @@ try {
   process.exit(1);
 }
 
+// EVY_BENCH_NODE=/path/to/node runs the servers on another Node (e.g. 24, where ALS costs no promise hooks).
+const serverNode = process.env.EVY_BENCH_NODE ?? process.execPath;
+const serverVersion = execFileSync(serverNode, ['--version'], { encoding: 'utf8' }).trim();
+
 function startServer(kind) {
-  const child = fork(join(here, 'echo-server.child.mjs'), [kind], { execArgv: ['--expose-gc'], stdio: 'inherit' });
+  const child = fork(join(here, 'echo-server.child.mjs'), [kind], { execArgv: ['--expose-gc'], execPath: serverNode, stdio: 'inherit' });
   // fork() cannot go through taskset: pin the forked process (all its threads) afterwards.
   if (hasTaskset) spawnSync('taskset', ['-a', '-cp', '0', String(child.pid)], { stdio: 'ignore' });
   return new Promise((resolve, reject) => {
@@ -62,7 +66,7 @@ const median = (xs) => {
 const fmt = (x) => Math.round(x).toLocaleString('en-US');
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 
-console.log(`node ${process.version}, ${cpus().length} cpus, ${hasTaskset ? 'servers on cpu 0, load generator on cpu 1' : 'no taskset: unpinned'}`);
+console.log(`servers on node ${serverVersion}, ${cpus().length} cpus, ${hasTaskset ? 'servers on cpu 0, load generator on cpu 1' : 'no taskset: unpinned'}`);
 console.log(`${REPEATS} repeats x ${SECONDS}s per cell, raw and evy alternating (same run)\n`);
 
 const raw = await startServer('raw');

@@ -61,3 +61,4 @@ export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type P
 export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patch.js';
 export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug.js';
 export { tpool, type TpoolModuleRef } from './tpool.js';
+export { backdoor, type BackdoorOptions } from './backdoor.js';

@@ -92,6 +92,34 @@ describe('GreenSocket basics', () => {
     cleanup();
   });
 
+  it("listen(['', port]) binds every interface; connect(addr, family, bind) picks the local address", async () => {
+    const l = await listen(['', 0]);
+    const [host, port] = l.getsockname() as [string, number];
+    expect(host).toBe('0.0.0.0');
+    const local = await listen(['127.0.0.1', 0]); // only to find a free port to bind the client to
+    const freePort = (local.getsockname() as [string, number])[1];
+    local.close();
+    await sleep(0.01);
+    const [c, [s, addr]] = await Promise.all([connect(['127.0.0.1', port], 4, ['127.0.0.1', freePort]), l.accept()]);
+    expect(c.getsockname()).toEqual(['127.0.0.1', freePort]);
+    expect(addr).toEqual(['127.0.0.1', freePort]);
+    closeAll(c, s, l);
+  });
+
+  it('reusePort: shares a port where Node supports it, a clear error where it does not', async () => {
+    const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+    const supported = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+    if (!supported) {
+      await expect(listen(['127.0.0.1', 0], undefined, 50, true)).rejects.toMatchObject({ code: 'ERR_EVY_REUSEPORT_UNSUPPORTED' });
+      return;
+    }
+    const a = await listen(['127.0.0.1', 0], undefined, 50, true);
+    const port = (a.getsockname() as [string, number])[1];
+    const b = await listen(['127.0.0.1', port], undefined, 50, true);
+    expect((b.getsockname() as [string, number])[1]).toBe(port);
+    closeAll(a, b);
+  });
+
   it('recv returns an empty Buffer at EOF, every time after', async () => {
     const [l, c, s] = await pair();
     await c.sendall('last words');
