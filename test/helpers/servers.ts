@@ -1,0 +1,328 @@
+// Real servers for the tests: Debian's PostgreSQL and redis-server, each started on a free port on 127.0.0.1
+// from a temporary data directory and stopped after. Where a binary is absent the test file is skipped with a
+// clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
+// without having run them.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const IN_CI = /^(1|true|yes)$/i.test(process.env.CI ?? '');
+
+export interface Availability {
+  ok: boolean;
+  /** Why the server cannot run here (empty when ok). */
+  reason: string;
+}
+
+/**
+ * What a test file needs to know up front: run, skip (with `reason`), or fail because CI lacks the server.
+ * Use as `describe.skipIf(skip)(title, ...)` and call `requireServer()` in `beforeAll`.
+ */
+export function plan(a: Availability, what: string): { skip: boolean; title: string } {
+  if (a.ok) return { skip: false, title: what };
+  if (IN_CI) return { skip: false, title: `${what} (MISSING IN CI: ${a.reason})` };
+  process.stderr.write(`\n[evy tests] SKIPPED ${what}: ${a.reason}\n`);
+  return { skip: true, title: `${what} (skipped: ${a.reason})` };
+}
+
+/** Throws the clear reason when the server is absent (reached only in CI, where it must fail). */
+export function requireServer(a: Availability): void {
+  if (!a.ok) throw new Error(`required server missing in CI: ${a.reason} (is .ci/packages.txt installed?)`);
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks one; we close it and hand it to the server). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function which(bin: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const p = path.join(dir, bin);
+    if (dir && existsSync(p)) return p;
+  }
+  return null;
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Retries `probe` until it resolves or `ms` pass. */
+async function waitFor(what: string, ms: number, probe: () => Promise<boolean>, diag: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not come up within ${ms} ms\n${diag()}`);
+    await sleepMs(50);
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+// Safety net: if the test process exits without stop() (a crash, a hook timeout), stop the servers anyway.
+const cleanups = new Set<() => void>();
+process.once('exit', () => {
+  for (const c of cleanups) {
+    try {
+      c();
+    } catch {
+      /* best effort */
+    }
+  }
+});
+
+// ---- PostgreSQL --------------------------------------------------------------------------------------
+
+function pgBinDir(): string | null {
+  const base = '/usr/lib/postgresql';
+  if (existsSync(base)) {
+    const versions = readdirSync(base)
+      .filter((v) => existsSync(path.join(base, v, 'bin', 'initdb')) && existsSync(path.join(base, v, 'bin', 'pg_ctl')))
+      .sort((a, b) => Number(b) - Number(a));
+    if (versions.length > 0) return path.join(base, versions[0]!, 'bin');
+  }
+  const initdb = which('initdb');
+  return initdb !== null && which('pg_ctl') !== null ? path.dirname(initdb) : null;
+}
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+export function postgresAvailability(): Availability {
+  const bin = pgBinDir();
+  if (bin === null) return { ok: false, reason: 'PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql' };
+  if (isRoot && spawnSync('id', ['-u', 'postgres']).status !== 0) {
+    return { ok: false, reason: 'running as root but there is no `postgres` user to run the server as' };
+  }
+  return { ok: true, reason: '' };
+}
+
+export interface PgServer {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  /** Connection settings for `new pg.Client(...)`. */
+  config: { host: string; port: number; user: string; database: string };
+  /** The same as environment variables, for fixtures. */
+  env: Record<string, string>;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** Runs a PostgreSQL binary as the postgres user when we are root (the server refuses to run as root). */
+function pgCommand(bin: string, args: string[]): [string, string[]] {
+  return isRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+}
+
+function runPg(bin: string, args: string[], timeoutMs: number): { ok: boolean; out: string } {
+  const [cmd, argv] = pgCommand(bin, args);
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: timeoutMs });
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
+}
+
+/** initdb into a temp dir, pg_ctl start on a free port (TCP on 127.0.0.1, its Unix socket in the temp dir). */
+export async function startPostgres(): Promise<PgServer> {
+  const a = postgresAvailability();
+  if (!a.ok) throw new Error(a.reason);
+  const bin = pgBinDir()!;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-pg-'));
+  // The server runs as `postgres`: it must own its temp dir.
+  if (isRoot) {
+    const pw = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+    const gw = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+    chownSync(dir, Number(pw.stdout.trim()), Number(gw.stdout.trim()));
+  }
+  chmodSync(dir, 0o700);
+  const data = path.join(dir, 'data');
+  const logFile = path.join(dir, 'server.log');
+  const user = 'evy';
+  const init = runPg(path.join(bin, 'initdb'), ['-D', data, '-U', user, '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
+  if (!init.ok) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`initdb failed:\n${init.out}`);
+  }
+  const pgCtl = path.join(bin, 'pg_ctl');
+  let port = 0;
+  let started = false;
+  // The free port may be taken between our probe and the server's bind: try a few.
+  for (let attempt = 0; attempt < 3 && !started; attempt++) {
+    port = await freePort();
+    // fsync off and small shared memory: a throwaway test cluster that starts fast on a small machine.
+    // client_connection_check_interval: a backend busy in a query notices that its client went away (else
+    // it would only notice when the query ends and it writes the result).
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=60 -c client_connection_check_interval=100ms`;
+    const r = runPg(pgCtl, ['start', '-D', data, '-l', logFile, '-w', '-t', '60', '-o', opts], 70_000);
+    started = r.ok;
+    if (!started && attempt === 2) {
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`pg_ctl start failed:\n${r.out}\n${log}`);
+    }
+  }
+  const stopSync = (): void => {
+    runPg(pgCtl, ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '30'], 40_000);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  cleanups.add(stopSync);
+  await waitFor('postgres', 30_000, () => canConnect(port));
+  const host = '127.0.0.1';
+  const database = 'postgres';
+  return {
+    host,
+    port,
+    user,
+    database,
+    config: { host, port, user, database },
+    env: { PGHOST: host, PGPORT: String(port), PGUSER: user, PGDATABASE: database },
+    logFile,
+    async stop() {
+      cleanups.delete(stopSync);
+      const [cmd, argv] = pgCommand(pgCtl, ['stop', '-D', data, '-m', 'fast', '-w', '-t', '30']);
+      await new Promise<void>((resolve) => spawn(cmd, argv, { stdio: 'ignore' }).once('exit', () => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- Redis -------------------------------------------------------------------------------------------
+
+export function redisAvailability(): Availability {
+  if (which('redis-server') === null) return { ok: false, reason: 'redis-server not found: apt-get install redis-server' };
+  return { ok: true, reason: '' };
+}
+
+export interface RedisServer {
+  host: string;
+  port: number;
+  url: string;
+  env: Record<string, string>;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** redis-server in the foreground on a free port, no persistence, its dir a temp dir. */
+export async function startRedis(): Promise<RedisServer> {
+  const a = redisAvailability();
+  if (!a.ok) throw new Error(a.reason);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-redis-'));
+  let lastErr = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    const killSync = (): void => {
+      if (!exited) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    };
+    cleanups.add(killSync);
+    try {
+      await waitFor('redis-server', 15_000, async () => {
+        if (exited) throw new Error('exited');
+        return canConnect(port);
+      });
+    } catch {
+      cleanups.delete(killSync);
+      if (!exited) child.kill('SIGKILL');
+      lastErr = output;
+      continue;
+    }
+    const host = '127.0.0.1';
+    return {
+      host,
+      port,
+      url: `redis://${host}:${port}`,
+      env: { REDIS_HOST: host, REDIS_PORT: String(port) },
+      process: child,
+      async stop() {
+        cleanups.delete(killSync);
+        if (!exited) {
+          const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+          child.kill('SIGTERM');
+          await gone;
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`redis-server failed to start:\n${lastErr}`);
+}
+
+// ---- fixtures under the register hook ---------------------------------------------------------------
+
+export interface FixtureResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** The last line of stdout parsed as JSON (the fixture's report), or null. */
+  report: any;
+  ms: number;
+}
+
+/**
+ * Runs `fixtures/real/<name>` as `node --import evy/register <file>` (the way an app runs under evy) with
+ * `env` added; kills it after `timeoutMs`. The fixture prints its findings as one JSON line last.
+ */
+export function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = []): Promise<FixtureResult> {
+  const file = path.join(ROOT, 'fixtures', 'real', name);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'evy/register', ...nodeArgs, file], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const last = stdout.trim().split('\n').pop() ?? '';
+      let report: any = null;
+      try {
+        report = JSON.parse(last);
+      } catch {
+        /* not a report: the assertions show stdout/stderr */
+      }
+      resolve({ code, signal, stdout, stderr, report, ms: performance.now() - t0 });
+    });
+  });
+}
+
+/** Is the register hook there yet (another part of evy)? */
+export function registerPresent(): boolean {
+  return existsSync(path.join(ROOT, 'register.mjs'));
+}
