@@ -1,17 +1,29 @@
 // The networking examples, run as real programs (from the built dist/) and driven by real clients.
 import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type GreenSocket, SHUT_WR, SocketTimeout, spawn } from '../src/index.js';
 import { payload, sha } from './helpers/sockets.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const repo = fileURLToPath(new URL('..', import.meta.url));
+// The examples run from a snapshot of dist/ and examples/ (inside the repo, so bare imports still resolve):
+// a rebuild of dist/ while the test runs must not pull the files from under a running example.
+const root = `${repo}node_modules/.cache/evy-examples-${process.pid}/`;
 const children: ChildProcess[] = [];
 
-beforeAll(() => {
-  if (!existsSync(`${root}dist/index.js`)) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+beforeAll(async () => {
+  for (let i = 0; !existsSync(`${repo}dist/index.js`); i++) {
+    if (i === 50) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  mkdirSync(root, { recursive: true });
+  writeFileSync(`${root}package.json`, '{ "type": "module" }\n');
+  cpSync(`${repo}dist`, `${root}dist`, { recursive: true });
+  cpSync(`${repo}examples`, `${root}examples`, { recursive: true });
 });
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 afterEach(async () => {
   for (const c of children.splice(0)) {
