@@ -213,6 +213,9 @@ export class GreenSocket {
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
     if (this._closed) return Promise.reject(ebadf('recv'));
+    const r = this._reader;
+    // (a file's readline may be parked with part of a line buffered: that part is not ours to take)
+    if (r !== null && !r.settled) return Promise.reject(concurrent('read', r));
     if (this._bufLen > 0) return Promise.resolve(this._take(n));
     const stop = this._readStop('recv');
     if (stop !== null) return stop;

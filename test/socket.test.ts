@@ -367,6 +367,15 @@ describe('threads and ownership', () => {
     expect((await s.recv(10)).toString()).toBe('hello');
     await s.sendall('for r1');
     expect((await r1.wait()).toString()).toBe('for r1');
+    // a file's readline parked on half a line: that half is not another reader's to take
+    const f = c.makefile('r');
+    const r2 = spawn(() => f.readline());
+    await s.sendall('half ');
+    await sleep(0.02);
+    await expect(c.recv(10)).rejects.toMatchObject({ code: 'ERR_EVY_CONCURRENT_READ' });
+    await s.sendall('a line\n');
+    expect(await r2.wait()).toBe('half a line\n');
+    await f.close();
     closeAll(c, s, l);
   });
 
