@@ -99,6 +99,9 @@ export async function withTimeout<A extends unknown[], T>(
     if (expired) throw timeout; // the child caught the kill and returned: still too late
     return value;
   } catch (e) {
+    // Expired, and the child died of the kill: whatever the kill made it throw (the AbortError of a fetch
+    // on its signal, a destroyed socket's error), the caller gets the Timeout.
+    if (expired && child.dead) throw timeout;
     if (e !== timeout && !child.dead) await child.kill(e); // the caller was killed or interrupted
     throw e;
   } finally {
