@@ -143,3 +143,29 @@ export function atFirstSpawn(fn: () => void): () => void {
     if (i >= 0) queue.splice(i, 1);
   };
 }
+
+/**
+ * The default export of a green module: every property of the builtin (accessors copied as accessors, so
+ * nothing lazy is loaded early) with `overrides` defined as plain values on top.
+ */
+export function greenDefault<T extends object>(base: T, overrides: Record<string, unknown>): T {
+  const out = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(overrides)) {
+    Object.defineProperty(out, k, { value: v, enumerable: true, configurable: true, writable: true });
+  }
+  return out as T;
+}
+
+/**
+ * The CJS build (tsup's ESM-to-CJS step) first defines every name of `export * from 'node:x'` as a
+ * getter-only property and assigns a green module's own exports at the very end, which would throw
+ * for the names the green module overrides. Called from the module body (before those assignments)
+ * with the CJS `module`, it turns the overridden names into plain data properties. No-op in ESM.
+ */
+export function cjsOverrides(mod: { exports?: unknown } | undefined, overrides: Record<string, unknown>): void {
+  const e = mod?.exports as Record<string, unknown> | undefined;
+  if (e === undefined || e === null || typeof e !== 'object') return;
+  for (const [k, v] of Object.entries(overrides)) {
+    Object.defineProperty(e, k, { value: v, enumerable: true, configurable: true, writable: true });
+  }
+}

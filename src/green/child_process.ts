@@ -3,6 +3,7 @@
 // these functions also get blocking-style helpers: `await proc.wait()` and `await proc.communicate(input)`.
 import * as cp from 'node:child_process';
 import { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait, type GreenChildProcess } from '../ownership-child.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:child_process';
 export { CHILD_KILL_GRACE_MS, communicate, wait, type GreenChildProcess };
@@ -10,14 +11,20 @@ export { CHILD_KILL_GRACE_MS, communicate, wait, type GreenChildProcess };
 const base = (cp as any).default ?? cp;
 const fns = greenChildFunctions(base);
 
-export const spawn = fns.spawn as (...args: Parameters<typeof cp.spawn>) => GreenChildProcess;
+export const spawn = fns.spawn as {
+  (command: string, options?: cp.SpawnOptions): GreenChildProcess;
+  (command: string, args?: readonly string[], options?: cp.SpawnOptions): GreenChildProcess;
+};
 export const exec = fns.exec as unknown as typeof cp.exec;
 export const execFile = fns.execFile as unknown as typeof cp.execFile;
-export const fork = fns.fork as (...args: Parameters<typeof cp.fork>) => GreenChildProcess;
-
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof cp & {
-  wait: typeof wait;
-  communicate: typeof communicate;
+export const fork = fns.fork as {
+  (modulePath: string | URL, options?: cp.ForkOptions): GreenChildProcess;
+  (modulePath: string | URL, args?: readonly string[], options?: cp.ForkOptions): GreenChildProcess;
 };
-Object.assign(green, fns, { wait, communicate });
+
+const overrides = { ...fns, wait, communicate };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base as typeof cp & { wait: typeof wait; communicate: typeof communicate }, overrides);
 export default green;

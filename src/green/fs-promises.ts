@@ -2,6 +2,7 @@
 // import in a patched module tree).
 import * as fsp from 'node:fs/promises';
 import { promiseFunctions } from '../ownership-fs.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:fs/promises';
 export const open = promiseFunctions.open as typeof fsp.open;
@@ -10,7 +11,10 @@ export const writeFile = promiseFunctions.writeFile as typeof fsp.writeFile;
 export const appendFile = promiseFunctions.appendFile as typeof fsp.appendFile;
 export const watch = promiseFunctions.watch as typeof fsp.watch;
 
-const base = (fsp as any).default ?? fsp;
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof fsp;
-Object.assign(green, promiseFunctions);
+const base: typeof fsp = (fsp as any).default ?? fsp;
+const overrides = { ...promiseFunctions };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;

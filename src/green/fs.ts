@@ -3,10 +3,11 @@
 // kill aborts (they reject with the kill error). Callback and *Sync functions are the originals.
 import * as fs from 'node:fs';
 import { fsFunctions, promiseFunctions } from '../ownership-fs.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:fs';
 
-const base = (fs as any).default ?? fs;
+const base: typeof fs = (fs as any).default ?? fs;
 
 /** fs.promises with the green functions (the other functions are the originals, through the prototype). */
 export const promises: typeof fs.promises = Object.assign(Object.create(base.promises), promiseFunctions);
@@ -14,7 +15,9 @@ export const createReadStream = fsFunctions.createReadStream as typeof fs.create
 export const createWriteStream = fsFunctions.createWriteStream as typeof fs.createWriteStream;
 export const watch = fsFunctions.watch as typeof fs.watch;
 
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof fs;
-Object.defineProperty(green, 'promises', { value: promises, enumerable: true, configurable: true, writable: true });
-Object.assign(green, fsFunctions);
+const overrides = { ...fsFunctions, promises };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;

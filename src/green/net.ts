@@ -4,11 +4,12 @@
 // only under monkeyPatch.
 import * as net from 'node:net';
 import { greenServer, greenSocket } from '../ownership-net.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:net';
 
-const base = (net as any).default ?? net;
-const O = { connect: base.connect, createConnection: base.createConnection, createServer: base.createServer };
+const base: typeof net = (net as any).default ?? net;
+const O = base as unknown as Record<'connect' | 'createConnection' | 'createServer', (...a: unknown[]) => any>;
 
 export const connect = function connect(...args: unknown[]) {
   return greenSocket(O.connect(...args));
@@ -22,6 +23,9 @@ export const createServer = function createServer(...args: unknown[]) {
   return greenServer(O.createServer(...args));
 } as typeof net.createServer;
 
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof net;
-Object.assign(green, { connect, createConnection, createServer });
+const overrides = { connect, createConnection, createServer };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;

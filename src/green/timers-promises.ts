@@ -2,13 +2,17 @@
 // thread is killed (the target of a `timers/promises` import in a patched module tree).
 import * as tp from 'node:timers/promises';
 import { promises } from '../ownership-timers.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:timers/promises';
 export const setTimeout = promises.setTimeout;
 export const setImmediate = promises.setImmediate;
 export const setInterval = promises.setInterval;
 
-const base = (tp as any).default ?? tp;
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof tp;
-Object.assign(green, promises);
+const base: typeof tp = (tp as any).default ?? tp;
+const overrides = { ...promises };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;

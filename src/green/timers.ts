@@ -1,6 +1,7 @@
 // evy/green/timers: node:timers whose timers belong to the green thread that created them: a kill clears
 // them (and rejects the `promises` versions with the kill error). Outside a thread: the originals.
 import * as timers from 'node:timers';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 import {
   clearImmediate,
   clearInterval,
@@ -14,7 +15,10 @@ import {
 export * from 'node:timers';
 export { setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate, promises };
 
-const base = (timers as any).default ?? timers;
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof timers;
-Object.assign(green, { setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate, promises });
+const base: typeof timers = (timers as any).default ?? timers;
+const overrides = { setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate, promises };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;

@@ -2,11 +2,12 @@
 // same rule as evy/green/net (a TLSSocket is a net.Socket: the same hooks see it).
 import * as tls from 'node:tls';
 import { greenServer, greenSocket } from '../ownership-net.js';
+import { cjsOverrides, greenDefault } from '../ownership-state.js';
 
 export * from 'node:tls';
 
-const base = (tls as any).default ?? tls;
-const O = { connect: base.connect, createServer: base.createServer };
+const base: typeof tls = (tls as any).default ?? tls;
+const O = base as unknown as Record<"connect" | "createServer", (...a: unknown[]) => any>;
 
 export const connect = function connect(...args: unknown[]) {
   return greenSocket(O.connect(...args));
@@ -16,6 +17,9 @@ export const createServer = function createServer(...args: unknown[]) {
   return greenServer(O.createServer(...args));
 } as typeof tls.createServer;
 
-const green = Object.defineProperties({}, Object.getOwnPropertyDescriptors(base)) as typeof tls;
-Object.assign(green, { connect, createServer });
+const overrides = { connect, createServer };
+declare const module: { exports?: unknown } | undefined;
+cjsOverrides(typeof module === 'undefined' ? undefined : module, overrides);
+
+const green = greenDefault(base, overrides);
 export default green;
