@@ -146,7 +146,8 @@ export async function startPostgres(): Promise<PgServer> {
   const a = postgresAvailability();
   if (!a.ok) throw new Error(a.reason);
   const bin = pgBinDir()!;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-pg-'));
+  // As root the server runs as `postgres`, which must reach its dir: /tmp, whatever TMPDIR says.
+  const dir = mkdtempSync(path.join(isRoot ? '/tmp' : os.tmpdir(), 'evy-pg-'));
   // The server runs as `postgres`: it must own its temp dir.
   if (isRoot) {
     const pw = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
