@@ -5,7 +5,7 @@
 // And the startup of a program that loads evy but never calls importPatched (target: nothing added).
 // `node bench/import-patched.bench.mjs [repeats]`
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,14 @@ const N = 50;
 const dir = mkdtempSync(path.join(tmpdir(), 'evy-bench-ip-'));
 // A snapshot of the built package (dist/, loader/): a rebuild of dist/ during the run cannot break it.
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-for (const f of ['dist', 'loader', 'package.json']) cpSync(path.join(ROOT, f), path.join(dir, 'evy', f), { recursive: true });
+for (let attempt = 0; ; attempt++) {
+  rmSync(path.join(dir, 'evy'), { recursive: true, force: true });
+  for (const f of ['dist', 'loader', 'package.json']) cpSync(path.join(ROOT, f), path.join(dir, 'evy', f), { recursive: true });
+  const complete = ['index.js', 'index.cjs', 'green/net.js', 'green/net.cjs'].every((f) => existsSync(path.join(dir, 'evy', 'dist', f)));
+  if (complete) break;
+  if (attempt === 10) throw new Error('dist/ is incomplete: run `npx tsup` first');
+  await new Promise((r) => setTimeout(r, 2000)); // a build in progress
+}
 const EVY = pathToFileURL(path.join(dir, 'evy', 'dist', 'index.js')).href;
 
 // Two copies of an ESM tree and of a CommonJS tree: main + 49 modules, each importing net and path.
