@@ -333,7 +333,11 @@ let pausing = null;
 const urls = new Map();
 s.on('Debugger.scriptParsed', (m) => { if (m.params.url) urls.set(m.params.scriptId, m.params.url); });
 const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
-function done() { s.post('Debugger.resume', () => s.post('Debugger.disable', () => urls.clear())); }
+function done() {
+  const p = pausing;
+  if (p !== null) p.done = true;
+  s.post('Debugger.resume', () => s.post('Debugger.disable', () => urls.clear()));
+}
 s.on('Debugger.paused', (m) => {
   const p = pausing;
   const frames = m.params.callFrames;
@@ -363,10 +367,13 @@ setInterval(() => {
   if (beat[1] === 1) return; // off
   if (pausing === null) {
     if (t - b > ms) {
-      pausing = { before: b, frames: null, thread: null };
-      s.post('Debugger.enable', () => s.post('Debugger.pause'));
+      pausing = { before: b, frames: null, thread: null, done: false };
+      // Back to back, not pause-after-enable: both run in the same interrupt, so a loop stuck in a native call
+      // pauses at the first JS instruction after it returns (still in the caller), not somewhere later.
+      s.post('Debugger.enable');
+      s.post('Debugger.pause');
     }
-  } else if (b !== pausing.before) {
+  } else if (b !== pausing.before && (pausing.done || t - b > 1000)) {
     const p = pausing;
     pausing = null;
     parentPort.postMessage({ before: p.before, after: b, frames: p.frames || '    (stack not captured: the block ended before the pause landed)', thread: p.thread || '?' });
