@@ -285,37 +285,39 @@ describe('importPatched: where the tree ends (documented limits)', () => {
 });
 
 describe('importPatched: ownership', () => {
-  it("a patched instance's socket belongs to the green thread using it (kill destroys it); the plain instance's does not", async () => {
-    let received!: () => void;
-    const bothWrote = new Promise<void>((resolve) => {
-      let n = 0;
-      received = () => ++n === 2 && resolve();
+  for (const [kind, file] of [['ES module', `${ESM}client.mjs`], ['CommonJS', `${CJS}client.cjs`]] as const) {
+    it(`${kind}: a patched instance's socket belongs to the green thread using it (kill destroys it); the plain instance's does not`, async () => {
+      let received!: () => void;
+      const bothWrote = new Promise<void>((resolve) => {
+        let n = 0;
+        received = () => ++n === 2 && resolve();
+      });
+      // A server that reads requests and never replies: each client keeps a request outstanding.
+      const server = realNet.createServer((c) => c.once('data', received));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as realNet.AddressInfo;
+      const patched = await importPatched(file, ['net']);
+      const plain = await nativeImport(file);
+      expect(patched.net).not.toBe(realNet);
+      expect(plain.net).toBe(realNet);
+      const socks: realNet.Socket[] = [];
+      const gt = spawn(async () => {
+        const p: realNet.Socket = patched.open(port);
+        const q: realNet.Socket = plain.open(port);
+        socks.push(p, q);
+        p.write('request');
+        q.write('request');
+        await until(new Promise((resolve) => p.once('data', resolve))); // a reply that never comes
+      });
+      await bothWrote;
+      await gt.kill();
+      const [p, q] = socks;
+      expect(p!.destroyed).toBe(true);
+      expect(q!.destroyed).toBe(false);
+      q!.destroy();
+      await new Promise((resolve) => server.close(resolve));
     });
-    // A server that reads requests and never replies: each client keeps a request outstanding.
-    const server = realNet.createServer((c) => c.once('data', received));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as realNet.AddressInfo;
-    const patched = await importPatched(`${ESM}client.mjs`, ['net']);
-    const plain = await nativeImport(`${ESM}client.mjs`);
-    expect(patched.net).not.toBe(realNet);
-    expect(plain.net).toBe(realNet);
-    const socks: realNet.Socket[] = [];
-    const gt = spawn(async () => {
-      const p: realNet.Socket = patched.open(port);
-      const q: realNet.Socket = plain.open(port);
-      socks.push(p, q);
-      p.write('request');
-      q.write('request');
-      await until(new Promise((resolve) => p.once('data', resolve))); // a reply that never comes
-    });
-    await bothWrote;
-    await gt.kill();
-    const [p, q] = socks;
-    expect(p!.destroyed).toBe(true);
-    expect(q!.destroyed).toBe(false);
-    q!.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  }
 });
 
 describe('importPatched: specifier forms', () => {
