@@ -217,7 +217,8 @@ export class GreenThread<T = unknown> {
     const done = this._whenExited();
     // Parked at an evy wait: its finally blocks run and it finishes, however long they take.
     // Otherwise it may sit on a foreign promise forever: give it a grace, then detach it.
-    if (!parked) rt.timers.setTimeout(detachIfAlive, KILL_GRACE_MS, this);
+    // The grace timer is cleared when the body finishes (no stray timer in getActiveResourcesInfo()).
+    if (!parked) this._timer = rt.timers.setTimeout(detachIfAlive, KILL_GRACE_MS, this);
     return done;
   }
 
@@ -295,6 +296,11 @@ export class GreenThread<T = unknown> {
     this._finished = true;
     this._state = FINISHED;
     this._owned = null; // a normal exit releases, never destroys
+    const grace = this._timer; // a kill's grace timer (spawnAfter's is null once started)
+    if (grace !== null) {
+      rt.timers.clearTimeout(grace);
+      this._timer = null;
+    }
     if (this._detached) return; // already reported dead; the late result is discarded
     if (failed && this._spawnN && !(value === this._killError)) reportError(value, this);
     this._settle(value, failed);
@@ -332,6 +338,7 @@ function runLink<T>(gt: GreenThread<T>, cb: (gt: GreenThread<T>, ...args: any[])
 }
 
 function detachIfAlive(t: GreenThread): void {
+  t._timer = null;
   if (t._finished || t._detached) return;
   t._detached = true;
   t._owned = null;
