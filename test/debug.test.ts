@@ -164,8 +164,20 @@ describe('blockingDetection', () => {
     expect(cpu.stack.split('\n')[0]).toMatch(/at crunchNumbers \(file:.*blocking\.mjs:\d+:\d+\)/);
     expect(sync).toMatchObject({ kind: 'sync-call', thread: 'syncer' });
     expect(sync.call).toMatch(/^child_process\.execFileSync\(".*node"\)$/);
-    expect(sync.stack.split('\n')[0]).toMatch(/at shellOut \(file:.*blocking\.mjs:16:\d+\)/);
+    expect(sync.stack.split('\n')[0]).toMatch(/at shellOut \(file:.*blocking\.mjs:18:\d+\)/);
     expect(sync.seconds).toBeGreaterThan(0.2);
+  });
+
+  it('in patched mode (monkeyPatch), a slow *Sync call in a green thread is reported at its call site', async () => {
+    const { code, stdout } = await runFixture('blocking.mjs', { PATCHED: '1' });
+    expect(code).toBe(0);
+    const reports = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(reports.map((r) => [r.kind, r.thread])).toEqual([
+      ['loop', 'cruncher'],
+      ['sync-call', 'syncer'],
+    ]);
+    expect(reports[1].call).toMatch(/^child_process\.execFileSync\(/);
+    expect(reports[1].stack.split('\n')[0]).toMatch(/at shellOut \(file:.*blocking\.mjs:18:\d+\)/);
   });
 
   it('the watchdog alone (syncCalls: false) still sees the caller of a blocking *Sync call', async () => {
@@ -177,7 +189,7 @@ describe('blockingDetection', () => {
       ['loop', 'syncer'],
     ]);
     expect(reports[1].stack).toMatch(/at execFileSync \(node:child_process/);
-    expect(reports[1].stack).toMatch(/at shellOut \(file:.*blocking\.mjs:16:\d+\)/);
+    expect(reports[1].stack).toMatch(/at shellOut \(file:.*blocking\.mjs:18:\d+\)/);
   });
 
   it('restores the builtin *Sync functions when turned off', async () => {
