@@ -4,11 +4,9 @@
 // The hook sits on ChildProcess.prototype.spawn: spawn, exec, execFile and fork all reach it, while
 // exec/execFile do not call the exported spawn.
 import type { ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
-import { promisify } from 'node:util';
 import { disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
-import { absorb, inUnowned, kGreen, kNever, ps } from './ownership-state.js';
+import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './ownership-state.js';
 import { until } from './until.js';
 import { checkInterrupt } from './waiter.js';
 
@@ -160,7 +158,8 @@ export interface GreenChildProcess extends ChildProcess {
 function returncode(c: ChildProcess): number {
   if (c.exitCode !== null) return c.exitCode;
   const sig = c.signalCode;
-  return sig === null ? -1 : -((constants.signals as Record<string, number>)[sig] ?? 0);
+  const signals = builtin<typeof import('node:os')>('os').constants.signals as Record<string, number>;
+  return sig === null ? -1 : -(signals[sig] ?? 0);
 }
 
 /** Waits until `proc` has exited (an evy wait: a kill or a Timeout interrupts it). Python's returncode. */
@@ -245,9 +244,9 @@ export function greenChildFunctions(O: { spawn: Fn; exec: Fn; execFile: Fn; fork
     [exec, O.exec],
     [execFile, O.execFile],
   ] as const) {
-    const custom = (o as any)[promisify.custom] as Fn | undefined;
+    const custom = (o as any)[PROMISIFY] as Fn | undefined;
     if (typeof custom === 'function') {
-      Object.defineProperty(g, promisify.custom, {
+      Object.defineProperty(g, PROMISIFY, {
         enumerable: true,
         value(...args: unknown[]) {
           const p = custom(...args);

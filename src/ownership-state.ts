@@ -1,10 +1,17 @@
 // Shared state of the patching layer: which builtins are patched, the original functions, the hooks
 // that are installed. It lives in rt.ext so the ESM and the CJS build of evy see one patch table.
-import { debuglog } from 'node:util';
-import timers from 'node:timers';
-import timersPromises from 'node:timers/promises';
-import fs from 'node:fs';
 import { rt } from './runtime.js';
+
+// Builtins are taken with process.getBuiltinModule, not `import`: an ESM import of a builtin builds its
+// ESM facade, which reads every export and so runs the lazy getters (node:fs loads all of streams,
+// node:util loads parseArgs and MIME): ~10-30 ms of startup that `--import evy/register` must not pay.
+export const builtin = process.getBuiltinModule as <T = any>(id: string) => T;
+const timers = builtin<typeof import('node:timers')>('timers');
+const timersPromises = builtin<typeof import('node:timers/promises')>('timers/promises');
+const fs = builtin<typeof import('node:fs')>('fs');
+const { debuglog } = builtin<typeof import('node:util')>('util');
+/** util.promisify.custom (a registered symbol: no need to load util's ESM facade). */
+export const PROMISIFY = Symbol.for('nodejs.util.promisify.custom');
 
 export type ModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process';
 export const MODULES: readonly ModuleName[] = ['net', 'tls', 'timers', 'fs', 'child_process'];

@@ -3,10 +3,9 @@
 // timers/promises versions reject with the kill error. Outside a thread they are the originals plus one
 // check. They always call the ORIGINAL timer functions (ps.orig), so a second copy of evy or a double
 // patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
-import { promisify } from 'node:util';
 import { disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
-import { ps } from './ownership-state.js';
+import { PROMISIFY, ps } from './ownership-state.js';
 
 const O = ps.orig.timers;
 const OP = ps.orig.timersPromises;
@@ -194,5 +193,5 @@ export const promises = {
 };
 
 // util.promisify(setTimeout) / (setImmediate) give the green promise versions, as Node's do the originals.
-Object.defineProperty(setTimeout, promisify.custom, { enumerable: true, value: promises.setTimeout });
-Object.defineProperty(setImmediate, promisify.custom, { enumerable: true, value: promises.setImmediate });
+Object.defineProperty(setTimeout, PROMISIFY, { enumerable: true, value: promises.setTimeout });
+Object.defineProperty(setImmediate, PROMISIFY, { enumerable: true, value: promises.setImmediate });

@@ -12,19 +12,20 @@
 // net, tls and child_process are not loaded by an app that does not use them, and loading them costs
 // ~4-12 ms; nothing can be owned before the first spawn, so their hooks go in at the first spawn (or at
 // once when the module is already loaded). The register entry therefore adds almost nothing to startup.
-import { syncBuiltinESMExports } from 'node:module';
-import timers from 'node:timers';
-import timersPromises from 'node:timers/promises';
-import fs from 'node:fs';
 import { invalidArgType } from './errors.js';
 import { rt } from './runtime.js';
-import { atFirstSpawn, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
+import { atFirstSpawn, builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
 import { installNetHooks, uninstallNetHooks } from './ownership-net.js';
 import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './ownership-child.js';
 import * as greenTimers from './ownership-timers.js';
 import { fsFunctions, promiseFunctions } from './ownership-fs.js';
 
 export type PatchName = ModuleName;
+
+const { syncBuiltinESMExports } = builtin<typeof import('node:module')>('module');
+const timers = builtin<typeof import('node:timers')>('timers');
+const timersPromises = builtin<typeof import('node:timers/promises')>('timers/promises');
+const fs = builtin<typeof import('node:fs')>('fs');
 
 /** eventlet's keyword arguments: no key patches all five; naming some with `true` patches only those. */
 export interface MonkeyPatchOptions {

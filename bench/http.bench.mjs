@@ -1,0 +1,79 @@
+// http client/server request loop on 127.0.0.1 (keep-alive agent, 16 concurrent loops, server in the
+// same process): unpatched vs monkeyPatch()ed (loops in the main thread: the pass-through cost), and
+// patched with each loop in a green thread (ownership bookkeeping on every request). Each configuration
+// runs in fresh processes, interleaved; min and median of ms per 1000 requests. Target: <= 5% slower.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = process.env.EVY_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
+const PROCS = Number(process.env.BENCH_PROCS ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 4000);
+const LOOPS = 16;
+
+if (process.argv[2] === 'child') {
+  const mode = process.argv[3];
+  const http = await import('node:http');
+  const evy = await import(`${ROOT}/dist/index.js`);
+  if (mode !== 'plain') evy.monkeyPatch();
+  const server = http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: LOOPS });
+  const get = () =>
+    new Promise((resolve, reject) => {
+      http
+        .get(url, { agent }, (res) => {
+          res.on('data', () => {});
+          res.on('end', resolve);
+        })
+        .on('error', reject);
+    });
+  const loop = async (n) => {
+    for (let i = 0; i < n; i++) await get();
+  };
+  const round = async () => {
+    const per = REQUESTS / LOOPS;
+    const t0 = process.hrtime.bigint();
+    if (mode === 'patched-thread') {
+      const threads = Array.from({ length: LOOPS }, () => evy.spawn(loop, per));
+      for (const t of threads) await t.wait();
+    } else {
+      await Promise.all(Array.from({ length: LOOPS }, () => loop(per)));
+    }
+    return (Number(process.hrtime.bigint() - t0) / 1e6 / REQUESTS) * 1000;
+  };
+  await round(); // warm-up
+  const values = [];
+  for (let r = 0; r < ROUNDS; r++) values.push(await round());
+  agent.destroy();
+  server.close();
+  console.log(JSON.stringify(values));
+  process.exit(0);
+}
+
+const modes = [
+  ['plain', 'unpatched'],
+  ['patched', 'monkeyPatch(), loops in the main thread'],
+  ['patched-thread', 'monkeyPatch(), each loop a green thread'],
+];
+const values = Object.fromEntries(modes.map(([m]) => [m, []]));
+const self = fileURLToPath(import.meta.url);
+for (let p = 0; p < PROCS; p++) {
+  for (const [m] of modes) {
+    const out = execFileSync(process.execPath, [self, 'child', m], { encoding: 'utf8' });
+    values[m].push(...JSON.parse(out.trim().split('\n').pop()));
+  }
+}
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: s[0], median: s[Math.floor(s.length / 2)] };
+};
+const base = stats(values.plain);
+console.log(`Node ${process.version}, ${PROCS} processes x ${ROUNDS} rounds x ${REQUESTS} requests (${LOOPS} concurrent loops, keep-alive); ms per 1000 requests: min / median`);
+console.log('| configuration | min | median | ratio (min) | ratio (median) |');
+console.log('|---|---|---|---|---|');
+for (const [m, desc] of modes) {
+  const s = stats(values[m]);
+  console.log(`| ${desc} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${(s.min / base.min).toFixed(3)} | ${(s.median / base.median).toFixed(3)} |`);
+}

@@ -1,0 +1,61 @@
+// Startup of a 50-module ESM app: plain `node app.mjs` vs `node --import evy/register app.mjs`, measured in
+// the same run, interleaved (so machine noise hits both alike). Target: register adds <= 3 ms.
+// Also shown: EVY_PATCH=none (the cost of loading evy's register entry alone).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// EVY_ROOT: measure another checkout or a snapshot of the build (default: this one).
+const ROOT = process.env.EVY_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
+const RUNS = Number(process.env.BENCH_RUNS ?? 40);
+const dir = mkdtempSync(join(tmpdir(), 'evy-startup-'));
+
+// 50 small modules, each importing a builtin, and an entry that imports them all (and node:http, as a
+// typical server does: it loads net, which register defers to the first spawn).
+for (let i = 0; i < 50; i++) {
+  writeFileSync(join(dir, `m${i}.mjs`), `import { join } from 'node:path';\nexport const v${i} = join('a', '${i}').length + ${i};\n`);
+}
+writeFileSync(
+  join(dir, 'app.mjs'),
+  `import 'node:http';\n${Array.from({ length: 50 }, (_, i) => `import { v${i} } from './m${i}.mjs';`).join('\n')}\n` +
+    `const sum = ${Array.from({ length: 50 }, (_, i) => `v${i}`).join(' + ')};\nif (sum < 0) console.log(sum);\n`,
+);
+
+const configs = [
+  ['node app.mjs', [], {}],
+  ['node --import evy/register app.mjs', ['--import', join(ROOT, 'register.mjs')], {}],
+  ['same, EVY_PATCH=none', ['--import', join(ROOT, 'register.mjs')], { EVY_PATCH: 'none' }],
+];
+const times = configs.map(() => []);
+
+function once(args, env) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, [...args, join(dir, 'app.mjs')], { env: { ...process.env, NODE_OPTIONS: '', ...env }, stdio: 'inherit' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`exit ${r.status}`);
+  return ms;
+}
+
+for (const [, args, env] of configs) once(args, env); // warm the file cache
+for (let r = 0; r < RUNS; r++) {
+  for (let c = 0; c < configs.length; c++) times[c].push(once(configs[c][1], configs[c][2]));
+}
+rmSync(dir, { recursive: true, force: true });
+
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: s[0], median: s[Math.floor(s.length / 2)] };
+};
+const base = stats(times[0]);
+console.log(`Node ${process.version}, ${RUNS} interleaved runs of each, ms per process (spawn to exit): min / median`);
+console.log('| configuration | min | median | + ms (median) | ratio (min) | ratio (median) |');
+console.log('|---|---|---|---|---|---|');
+configs.forEach(([name], c) => {
+  const s = stats(times[c]);
+  console.log(
+    `| ${name} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${c === 0 ? '-' : (s.median - base.median).toFixed(1)} | ` +
+      `${(s.min / base.min).toFixed(3)} | ${(s.median / base.median).toFixed(3)} |`,
+  );
+});
