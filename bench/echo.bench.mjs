@@ -4,8 +4,8 @@
 // Then: 10,000 idle connections held by each server, heap bytes per connection.
 //   npm run bench -- echo            EVY_BENCH_REPEATS=5 EVY_BENCH_SECONDS=2 to change the run length
 import { execFileSync, fork, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,8 +14,26 @@ const REPEATS = Number(process.env.EVY_BENCH_REPEATS ?? 5);
 const SECONDS = Number(process.env.EVY_BENCH_SECONDS ?? 2);
 const IDLE = Number(process.env.EVY_BENCH_IDLE ?? 10000);
 
-const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
+// EVY_BENCH_PIN=0 leaves placement to the scheduler (better on a machine busy with other work).
+const hasTaskset = process.env.EVY_BENCH_PIN !== '0' && spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
 const pin = (core, cmd, args) => (hasTaskset ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]);
+
+// The servers run from a snapshot of dist/ (inside the repo, so bare imports resolve): a rebuild of dist/
+// during the run must not pull the files from under them.
+const snap = join(here, '..', 'node_modules', '.cache', `evy-echo-bench-${process.pid}`);
+if (!existsSync(join(here, '..', 'dist', 'index.js'))) {
+  console.log('echo.bench: dist/ is missing: run `npm run build` (npm run bench does)');
+  process.exit(1);
+}
+mkdirSync(join(snap, 'bench'), { recursive: true });
+writeFileSync(join(snap, 'package.json'), '{ "type": "module" }\n');
+cpSync(join(here, '..', 'dist'), join(snap, 'dist'), { recursive: true });
+cpSync(join(here, 'echo-server.child.mjs'), join(snap, 'bench', 'echo-server.child.mjs'));
+process.on('exit', () => {
+  rmSync(snap, { recursive: true, force: true });
+  rmSync(build, { recursive: true, force: true });
+});
+const childScript = join(snap, 'bench', 'echo-server.child.mjs');
 
 const build = mkdtempSync(join(tmpdir(), 'evy-bench-'));
 const loadgen = join(build, 'loadgen');
@@ -31,7 +49,7 @@ const serverNode = process.env.EVY_BENCH_NODE ?? process.execPath;
 const serverVersion = execFileSync(serverNode, ['--version'], { encoding: 'utf8' }).trim();
 
 function startServer(kind) {
-  const child = fork(join(here, 'echo-server.child.mjs'), [kind], { execArgv: ['--expose-gc'], execPath: serverNode, stdio: 'inherit' });
+  const child = fork(childScript, [kind], { execArgv: ['--expose-gc'], execPath: serverNode, stdio: 'inherit' });
   // fork() cannot go through taskset: pin the forked process (all its threads) afterwards.
   if (hasTaskset) spawnSync('taskset', ['-a', '-cp', '0', String(child.pid)], { stdio: 'ignore' });
   return new Promise((resolve, reject) => {
@@ -67,7 +85,7 @@ const fmt = (x) => Math.round(x).toLocaleString('en-US');
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 
 console.log(`servers on node ${serverVersion}, ${cpus().length} cpus, ${hasTaskset ? 'servers on cpu 0, load generator on cpu 1' : 'no taskset: unpinned'}`);
-console.log(`${REPEATS} repeats x ${SECONDS}s per cell, raw and evy alternating (same run)\n`);
+console.log(`${REPEATS} repeats x ${SECONDS}s per cell, raw and evy alternating (same run); load average ${loadavg()[0].toFixed(1)} at start\n`);
 
 const raw = await startServer('raw');
 const evy = await startServer('evy');
@@ -132,4 +150,5 @@ for (const server of [raw, evy]) {
   console.log(`| ${server.kind === 'raw' ? 'raw net' : 'evy serve + recv'} | ${x.conns.toLocaleString('en-US')} | ${fmt(x.heap)} | ${fmt(x.rss)} |`);
 }
 
+console.log(`\nload average ${loadavg()[0].toFixed(1)} at the end (other work on the machine makes every figure noisier)`);
 for (const s of [raw, evy]) s.child.disconnect();
