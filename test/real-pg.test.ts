@@ -3,7 +3,7 @@
 // and a GreenPool of 20 drives 200 queries over a shared pg.Pool while other threads' queries are killed.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { plan, postgresAvailability, requireServer, runFixture, startPostgres, type PgServer } from './helpers/servers.js';
+import { disposeFixtures, plan, postgresAvailability, requireServer, runFixture, startPostgres, type PgServer } from './helpers/servers.js';
 
 const avail = postgresAvailability();
 const { skip, title } = plan(avail, 'real PostgreSQL with the pg client under evy/register');
@@ -35,6 +35,7 @@ describe.skipIf(skip)(title, () => {
   }, 90_000);
 
   afterAll(async () => {
+    disposeFixtures();
     await server?.stop();
   }, 60_000);
 
@@ -61,6 +62,8 @@ describe.skipIf(skip)(title, () => {
     // The kill destroyed the client's socket: it is gone by the time withTimeout throws.
     expect(rep.socketDestroyedAtOnce).toBe(true);
     expect(rep.leftOpen).toEqual([]);
+    // Not even a timer once the socket's handle has closed (evy's kill grace timer included).
+    expect(rep.whenSocketsClosed).toEqual([]);
     // Nothing kept the process alive: it exited by itself, long before the 10 s query would have ended.
     expect(r.code).toBe(0);
     expect(r.ms).toBeLessThan(8_000);

@@ -1,7 +1,7 @@
 // The unmodified ioredis client against Debian's redis-server, under `node --import evy/register`: a kill
 // cancels a blocking BLPOP (on the server too), and green threads hand work to each other through Redis lists.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { plan, redisAvailability, requireServer, runFixture, startRedis, type RedisServer } from './helpers/servers.js';
+import { disposeFixtures, plan, redisAvailability, requireServer, runFixture, startRedis, type RedisServer } from './helpers/servers.js';
 
 const avail = redisAvailability();
 const { skip, title } = plan(avail, 'real Redis with the ioredis client under evy/register');
@@ -15,6 +15,7 @@ describe.skipIf(skip)(title, () => {
   }, 30_000);
 
   afterAll(async () => {
+    disposeFixtures();
     await server?.stop();
   }, 30_000);
 

@@ -3,7 +3,7 @@
 // clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
 // without having run them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -294,12 +294,13 @@ export interface FixtureResult {
  * Runs `fixtures/real/<name>` as `node --import evy/register <file>` (the way an app runs under evy) with
  * `env` added; kills it after `timeoutMs`. The fixture prints its findings as one JSON line last.
  */
-export function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = []): Promise<FixtureResult> {
-  const file = path.join(ROOT, 'fixtures', 'real', name);
+export async function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = []): Promise<FixtureResult> {
+  const root = await snapshot();
+  const file = path.join(root, 'fixtures', 'real', name);
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'evy/register', ...nodeArgs, file], {
-      cwd: ROOT,
+      cwd: root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -323,7 +324,33 @@ export function runFixture(name: string, env: Record<string, string>, timeoutMs 
   });
 }
 
-/** Is the register hook there yet (another part of evy)? */
-export function registerPresent(): boolean {
-  return existsSync(path.join(ROOT, 'register.mjs'));
+let snapshotDir: string | null = null;
+
+/**
+ * A copy of the package (package.json, register entries, dist/, fixtures/real/) inside node_modules/.cache,
+ * made once per test file: `evy` and `evy/register` resolve to it by self-reference and `pg`/`ioredis` from
+ * the repo's node_modules, and a rebuild of dist/ while the tests run cannot pull files from under a fixture.
+ */
+async function snapshot(): Promise<string> {
+  if (snapshotDir !== null) return snapshotDir;
+  for (let i = 0; !(existsSync(path.join(ROOT, 'dist', 'index.js')) && existsSync(path.join(ROOT, 'dist', 'register.js'))); i++) {
+    if (i === 100) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
+    await sleepMs(100);
+  }
+  const dir = path.join(ROOT, 'node_modules', '.cache', `evy-real-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['package.json', 'register.mjs', 'register.cjs']) cpSync(path.join(ROOT, f), path.join(dir, f));
+  cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  cpSync(path.join(ROOT, 'fixtures', 'real'), path.join(dir, 'fixtures', 'real'), { recursive: true });
+  cleanups.add(disposeFixtures);
+  snapshotDir = dir;
+  return dir;
+}
+
+/** Removes the fixture snapshot (call in afterAll: a test worker may be ended without an 'exit' event). */
+export function disposeFixtures(): void {
+  if (snapshotDir === null) return;
+  rmSync(snapshotDir, { recursive: true, force: true });
+  cleanups.delete(disposeFixtures);
+  snapshotDir = null;
 }
