@@ -1,9 +1,13 @@
 // The one piece of mutable process state. It lives on globalThis under a registered symbol so that
 // the ESM and the CJS build of evy, if an app loads both, share one scheduler, one ALS and one patch table.
-import { AsyncLocalStorage } from 'node:async_hooks';
-import timers from 'node:timers';
-import { inspect } from 'node:util';
+import type { AsyncLocalStorage as ALS } from 'node:async_hooks';
 import type { GreenThread } from './greenthread.js';
+
+// getBuiltinModule, not `import`: an ESM import of node:util builds its ESM facade, which runs every lazy
+// getter (parseArgs, MIME): ~1.5-2 ms that `node --import evy/register` would add to every app's startup.
+const { AsyncLocalStorage } = process.getBuiltinModule('async_hooks') as typeof import('node:async_hooks');
+const timers = process.getBuiltinModule('timers') as typeof import('node:timers');
+const { inspect } = process.getBuiltinModule('util') as typeof import('node:util');
 
 export interface Hub {
   /** Called with errors nobody else will see (a `spawnN` body that threw, a throwing `link` callback). Default: print to stderr. */
@@ -21,7 +25,7 @@ export interface RawTimers {
 export interface Runtime {
   readonly version: 1;
   /** Created on the first spawn: on Node 20 any ALS use taxes every await in the process. */
-  als: AsyncLocalStorage<GreenThread> | null;
+  als: ALS<GreenThread> | null;
   main: GreenThread | null;
   nextId: number;
   /** Threads waiting for their first run, drained by one microtask per batch. */
@@ -53,7 +57,7 @@ export const rt: Runtime = (g[KEY] ??= {
   ext: Object.create(null),
 });
 
-export function ensureAls(): AsyncLocalStorage<GreenThread> {
+export function ensureAls(): ALS<GreenThread> {
   return (rt.als ??= new AsyncLocalStorage<GreenThread>());
 }
 
