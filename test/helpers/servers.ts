@@ -132,7 +132,9 @@ export interface PgServer {
 
 /** Runs a PostgreSQL binary as the postgres user when we are root (the server refuses to run as root). */
 function pgCommand(bin: string, args: string[]): [string, string[]] {
-  return isRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  // runuser lives in sbin, which a CI environment's PATH may lack.
+  const runuser = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
+  return isRoot ? [runuser, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
 function runPg(bin: string, args: string[], timeoutMs: number): { ok: boolean; out: string } {
