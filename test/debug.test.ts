@@ -156,22 +156,24 @@ describe('blockingDetection', () => {
     const { code, stdout, stderr } = await runFixture('blocking.mjs');
     expect(stderr).toBe('');
     expect(code).toBe(0);
+    // A loaded machine may add a stray block of its own (a slow module load, a descheduled process): look for ours.
     const reports = stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(reports).toHaveLength(2);
-    const [cpu, sync] = reports;
+    const cpu = reports.find((r) => r.thread === 'cruncher');
+    const sync = reports.find((r) => r.thread === 'syncer');
+    expect(reports.filter((r) => r.thread === 'brief')).toEqual([]); // 5 ms: under the threshold
     expect(cpu).toMatchObject({ kind: 'loop', thread: 'cruncher' });
-    expect(cpu.seconds).toBeGreaterThan(0.2);
+    expect(cpu.seconds).toBeGreaterThan(0.3);
     expect(cpu.stack.split('\n')[0]).toMatch(/at crunchNumbers \(file:.*blocking\.mjs:\d+:\d+\)/);
     expect(sync).toMatchObject({ kind: 'sync-call', thread: 'syncer' });
     expect(sync.call).toMatch(/^child_process\.execFileSync\(".*node"\)$/);
     expect(sync.stack.split('\n')[0]).toMatch(/at shellOut \(file:.*blocking\.mjs:18:\d+\)/);
-    expect(sync.seconds).toBeGreaterThan(0.2);
+    expect(sync.seconds).toBeGreaterThan(0.3);
   });
 
   it('in patched mode (monkeyPatch), a slow *Sync call in a green thread is reported at its call site', async () => {
     const { code, stdout } = await runFixture('blocking.mjs', { PATCHED: '1' });
     expect(code).toBe(0);
-    const reports = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const reports = stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.thread === 'cruncher' || r.thread === 'syncer');
     expect(reports.map((r) => [r.kind, r.thread])).toEqual([
       ['loop', 'cruncher'],
       ['sync-call', 'syncer'],
@@ -183,7 +185,7 @@ describe('blockingDetection', () => {
   it('the watchdog alone (syncCalls: false) still sees the caller of a blocking *Sync call', async () => {
     const { code, stdout } = await runFixture('blocking.mjs', { SYNC_CALLS: '0' });
     expect(code).toBe(0);
-    const reports = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const reports = stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.thread === 'cruncher' || r.thread === 'syncer');
     expect(reports.map((r) => [r.kind, r.thread])).toEqual([
       ['loop', 'cruncher'],
       ['loop', 'syncer'],
