@@ -2,7 +2,7 @@
 // the same run, interleaved (so machine noise hits both alike). Target: register adds <= 3 ms.
 // Also shown: EVY_PATCH=none (the cost of loading evy's register entry alone).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,24 +23,36 @@ writeFileSync(
     `const sum = ${Array.from({ length: 50 }, (_, i) => `v${i}`).join(' + ')};\nif (sum < 0) console.log(sum);\n`,
 );
 
+writeFileSync(join(dir, 'empty.mjs'), '');
 const configs = [
   ['node app.mjs', [], {}],
+  ['node --import ./empty.mjs app.mjs (floor of any --import)', ['--import', join(dir, 'empty.mjs')], {}],
   ['node --import evy/register app.mjs', ['--import', join(ROOT, 'register.mjs')], {}],
   ['same, EVY_PATCH=none', ['--import', join(ROOT, 'register.mjs')], { EVY_PATCH: 'none' }],
 ];
 const times = configs.map(() => []);
+const cpu = configs.map(() => []);
+// CPU time (user + system) of the child, from GNU time when present: far less sensitive than wall time
+// to other work on a shared machine.
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 
-function once(args, env) {
+function once(args, env, c) {
+  const cmd = TIME ?? process.execPath;
+  const argv = TIME ? ['-f', 'EVYCPU %U %S', process.execPath, ...args, join(dir, 'app.mjs')] : [...args, join(dir, 'app.mjs')];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [...args, join(dir, 'app.mjs')], { env: { ...process.env, NODE_OPTIONS: '', ...env }, stdio: 'inherit' });
+  const r = spawnSync(cmd, argv, { env: { ...process.env, NODE_OPTIONS: '', ...env }, encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`exit ${r.status}`);
-  return ms;
+  if (r.status !== 0) throw new Error(`exit ${r.status}: ${r.stderr}`);
+  if (c !== undefined) {
+    times[c].push(ms);
+    const m = /EVYCPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+    if (m) cpu[c].push((Number(m[1]) + Number(m[2])) * 1000);
+  }
 }
 
 for (const [, args, env] of configs) once(args, env); // warm the file cache
 for (let r = 0; r < RUNS; r++) {
-  for (let c = 0; c < configs.length; c++) times[c].push(once(configs[c][1], configs[c][2]));
+  for (let c = 0; c < configs.length; c++) once(configs[c][1], configs[c][2], c);
 }
 rmSync(dir, { recursive: true, force: true });
 
@@ -48,14 +60,20 @@ const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0], median: s[Math.floor(s.length / 2)] };
 };
-const base = stats(times[0]);
-console.log(`Node ${process.version}, ${RUNS} interleaved runs of each, ms per process (spawn to exit): min / median`);
-console.log('| configuration | min | median | + ms (median) | ratio (min) | ratio (median) |');
-console.log('|---|---|---|---|---|---|');
-configs.forEach(([name], c) => {
-  const s = stats(times[c]);
-  console.log(
-    `| ${name} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${c === 0 ? '-' : (s.median - base.median).toFixed(1)} | ` +
-      `${(s.min / base.min).toFixed(3)} | ${(s.median / base.median).toFixed(3)} |`,
-  );
-});
+function table(title, data) {
+  const base = stats(data[0]);
+  console.log(`\n${title}`);
+  console.log('| configuration | min | median | + ms (min) | + ms (median) | ratio (min) | ratio (median) |');
+  console.log('|---|---|---|---|---|---|---|');
+  configs.forEach(([name], c) => {
+    const s = stats(data[c]);
+    const d = (x) => (c === 0 ? '-' : (x >= 0 ? '+' : '') + x.toFixed(1));
+    console.log(
+      `| ${name} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${d(s.min - base.min)} | ${d(s.median - base.median)} | ` +
+        `${(s.min / base.min).toFixed(3)} | ${(s.median / base.median).toFixed(3)} |`,
+    );
+  });
+}
+console.log(`Node ${process.version}, ${RUNS} interleaved runs of each configuration`);
+table('Wall time per process, spawn to exit (ms)', times);
+if (cpu[0].length > 0) table('CPU time per process, user + system (ms; GNU time, 10 ms resolution)', cpu);

@@ -6,7 +6,9 @@ import childProcess from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import https from 'node:https';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeCerts, type Certs } from './helpers/certs.js';
 import {
   GreenletExit,
   Timeout,
@@ -429,5 +431,35 @@ describe('net under monkeyPatch', () => {
     expect(sock.destroyed).toBe(true);
     expect(replies[0]).toBe('re:a');
     server.close();
+  });
+
+  describe('https (TLS sockets inherit the hooks)', () => {
+    let certs: Certs;
+    beforeAll(() => {
+      certs = makeCerts();
+    });
+    afterAll(() => certs.cleanup());
+
+    it('withTimeout around an https request to a silent server: Timeout, and the TLS socket is destroyed', async () => {
+      patch({ tls: true, net: true });
+      const server = https.createServer({ key: certs.serverKey, cert: certs.serverCert }, () => {}).listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const port = (server.address() as net.AddressInfo).port;
+      let req: import('node:http').ClientRequest | undefined;
+      let secured = false;
+      const t0 = performance.now();
+      await expect(
+        withTimeout(0.3, () => new Promise((resolve, reject) => {
+          req = https.get({ host: '127.0.0.1', port, ca: certs.caCert, servername: 'localhost' }, resolve);
+          req.on('error', reject);
+          req.on('socket', (s) => s.once('secureConnect', () => (secured = true)));
+        })),
+      ).rejects.toBeInstanceOf(Timeout);
+      expect(performance.now() - t0).toBeLessThan(1500);
+      expect(secured).toBe(true); // the handshake was done: the request itself was in flight
+      expect(req!.socket!.destroyed).toBe(true);
+      server.closeAllConnections();
+      server.close();
+    });
   });
 });

@@ -27,6 +27,9 @@ function node(args: string[], env: Record<string, string> = {}, timeoutMs = 15_0
 
 const IMPORT = ['--import', `${ROOT}register.mjs`];
 const REQUIRE = ['--require', `${ROOT}register.cjs`];
+// By package name, as users write it (the fixtures sit inside the package: self-reference resolves it).
+const IMPORT_BY_NAME = ['--import', 'evy/register'];
+const REQUIRE_BY_NAME = ['--require', 'evy/register'];
 
 function json(r: Run): any {
   const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -130,7 +133,7 @@ describe('node --import ./register.mjs', () => {
   });
 
   it('EVY_PATCH selects modules; none patches nothing; an unknown name fails loudly', async () => {
-    const sel = json(await node([...IMPORT, 'cjs-kill.cjs'], { EVY_PATCH: 'timers,net' }));
+    const sel = json(await node([...IMPORT_BY_NAME, 'cjs-kill.cjs'], { EVY_PATCH: 'timers,net' }));
     expect(sel.patched).toEqual(['net', 'timers']);
     expect(sel.timerCleared).toBe(true);
     expect(sel.socketDestroyed).toBe(true);
@@ -147,7 +150,7 @@ describe('node --import ./register.mjs', () => {
 
 describe('node --require ./register.cjs', () => {
   it('an unaware CJS app runs unchanged', async () => {
-    const [plain, patched] = await Promise.all([node(['unaware.cjs']), node([...REQUIRE, 'unaware.cjs'])]);
+    const [plain, patched] = await Promise.all([node(['unaware.cjs']), node([...REQUIRE_BY_NAME, 'unaware.cjs'])]);
     expect(patched.code, patched.stderr).toBe(0);
     expect(json(patched)).toEqual(json(plain));
     expect(json(plain)).toContain('net ok');
@@ -164,7 +167,7 @@ describe('node --require ./register.cjs', () => {
   });
 
   it('a second registration is a no-op with a warning', async () => {
-    const r = await node([...REQUIRE, ...IMPORT, 'cjs-kill.cjs']);
+    const r = await node([...REQUIRE, ...IMPORT_BY_NAME, 'cjs-kill.cjs']);
     expect(r.stderr).toContain('EVY_REGISTER_TWICE');
     expect(json(r).timerCleared).toBe(true); // the first one took effect
   });
