@@ -76,6 +76,8 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
   return g;
 }
 
+function absorb(): void {}
+
 function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
   if (!(sock.raw instanceof net.Server)) throw new SocketError('wrapSsl: serverSide needs a listening socket (from listen)', 'EINVAL');
   const server = sock.raw;
@@ -89,7 +91,10 @@ function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
   g.settimeout(timeout);
   // Connections go through the TLS server (which runs the handshake) before they reach accept().
   server.off('connection', _internal.onConnection);
-  server.on('connection', (c: net.Socket) => tlsServer.emit('connection', c));
+  server.on('connection', (c: net.Socket) => {
+    c.on('error', absorb); // the TLS socket reports; the TCP socket under it must never crash the process
+    tlsServer.emit('connection', c);
+  });
   server.once('close', () => tlsServer.removeAllListeners());
   tlsServer.on('secureConnection', (c: tls.TLSSocket) => {
     const gs = new GreenSocket(c);
@@ -97,7 +102,7 @@ function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
     g._onConnection(gs);
   });
   tlsServer.on('tlsClientError', (_err: Error, c: tls.TLSSocket) => c.destroy());
-  tlsServer.on('error', () => {}); // the listening socket's errors reach g through the net.Server
+  tlsServer.on('error', absorb); // the listening socket's errors reach g through the net.Server
   for (const c of pending) {
     c._detach();
     (c.raw as net.Socket).allowHalfOpen = false;
