@@ -158,6 +158,20 @@ describe('patching in place, idempotence and undo', () => {
   });
 });
 
+describe('code that knows nothing of evy', () => {
+  it('behaves the same patched, in the main thread and inside a green thread', async () => {
+    // @ts-expect-error: a plain .mjs fixture without types
+    const { exercise } = await import('../fixtures/register/unaware-lib.mjs');
+    const plain = await exercise();
+    patch();
+    const inMain = await exercise();
+    const inThread = await spawn(exercise).wait();
+    expect(inMain).toEqual(plain);
+    expect(inThread).toEqual(plain);
+    expect(plain).toContain('piped through cat (exit 0)');
+  });
+});
+
 describe('timers under monkeyPatch', () => {
   it('setTimeout/setInterval/setImmediate created in a thread are cleared when it is killed', async () => {
     patch({ timers: true });
