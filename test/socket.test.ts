@@ -536,6 +536,21 @@ describe('faults are typed errors, never hangs or crashes', () => {
     await closeServer(srv);
   });
 
+  it('a reset that hits an idle socket crashes nothing; the next operation gets ECONNRESET', async () => {
+    const [srv, port] = await rawServer((sock) => {
+      sock.write('bye');
+      setTimeout(() => sock.resetAndDestroy(), 20);
+    });
+    const c = await connect(['127.0.0.1', port]);
+    await sleep(0.1); // the RST arrives while no one waits on c
+    expect((await c.recv(10)).toString()).toBe('bye'); // data before the reset is still delivered
+    const e = await c.recv(10).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(SocketError);
+    expect((e as SocketError).code).toBe('ECONNRESET');
+    c.close();
+    await closeServer(srv);
+  });
+
   it('a half-closed peer: recv gives EOF, and we can still send to it', async () => {
     let got!: Promise<Buffer>;
     const [srv, port] = await rawServer((sock) => {

@@ -173,6 +173,22 @@ describe('wrapSsl', () => {
     l.close();
   });
 
+  it('a server that does not speak TLS fails the handshake with an SSLError', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const addr = l.getsockname() as [string, number];
+    const t = spawn(async () => {
+      const [c] = await l.accept();
+      await c.recv(1 << 16);
+      await c.sendall('HTTP/1.1 400 Bad Request\r\n\r\n');
+      c.close();
+    });
+    const e = await wrapSsl(await connect(addr), { ca: certs.caCert }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(SSLError);
+    expect((e as SSLError).code).toMatch(/^ERR_SSL_/);
+    await t.wait();
+    l.close();
+  });
+
   it('a plain-TCP client that never handshakes does not hold up accept', async () => {
     const [l, addr] = await tlsListener();
     const silent = await connect(addr); // never speaks TLS
