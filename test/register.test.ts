@@ -73,6 +73,22 @@ describe('node --import ./register.mjs', () => {
     expect(patched.stderr).toBe('');
   });
 
+  it('register creates no ALS and loads no net/tls/child_process; the first spawn installs their hooks', async () => {
+    const out = json(await node([...IMPORT, 'startup-state.mjs']));
+    expect(out).toEqual({
+      registered: 'import',
+      alsBeforeSpawn: null,
+      loadedAtStart: [],
+      timersGreen: true,
+      alsAfterSpawn: true,
+      netHooksAfterSpawn: true,
+      childHooksAfterSpawn: true,
+    });
+    const timersOnly = json(await node([...IMPORT, 'startup-state.mjs'], { EVY_PATCH: 'timers' }));
+    expect(timersOnly.netHooksAfterSpawn).toBe(false);
+    expect(timersOnly.childHooksAfterSpawn).toBe(false);
+  });
+
   it('withTimeout(0.5) around http.get to a silent server: ~0.5 s, and nothing of the thread is left', async () => {
     const r = await node([...IMPORT, 'http-timeout.mjs'], { SLOW_URL: slowUrl });
     const out = json(r);
