@@ -219,6 +219,29 @@ describe('no byte lost or reordered', () => {
     await closeServer(srv);
   });
 
+  it('full duplex: one thread writes while another reads the same socket, both parked on backpressure', async () => {
+    const [l, c, s] = await pair();
+    const echo = spawn(async () => {
+      for (let b = await s.recv(65536); b.length > 0; b = await s.recv(65536)) await s.sendall(b);
+      s.close();
+    });
+    const data = payload(4 * 1024 * 1024);
+    const writer = spawn(async () => {
+      for (let off = 0; off < data.length; off += 100_000) await c.sendall(data.subarray(off, off + 100_000));
+      c.shutdown(SHUT_WR);
+    });
+    const reader = spawn(async () => {
+      const parts: Buffer[] = [];
+      for (let b = await c.recv(30_000); b.length > 0; b = await c.recv(30_000)) parts.push(b);
+      return parts;
+    });
+    const parts = await reader.wait();
+    await writer.wait();
+    await echo.wait();
+    expect(sha(parts)).toBe(sha(data));
+    closeAll(c, l);
+  });
+
   it('reading is paused above the high-water mark: memory stays bounded, nothing is lost', async () => {
     const data = payload(8 * 1024 * 1024);
     const [srv, port] = await rawServer((sock) => sock.end(data));
