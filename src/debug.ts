@@ -318,48 +318,54 @@ const now = (): number => performance.timeOrigin + performance.now();
 // The watchdog runs in a worker thread: it watches the heartbeat the main thread writes into shared memory,
 // and when the beat is older than the threshold it asks the main thread's V8 inspector to pause (that works
 // while JS is busy: inspector messages run as V8 interrupts), reads the call frames and the current green
-// thread's name, resumes at once, and posts the report when the loop is free again. The Debugger domain is
-// enabled only for that moment: left enabled, it makes promise-heavy code 2-3x slower (measured).
+// thread's name, resumes at once, and posts the report when the loop is free again. The inspector session and
+// its Debugger domain exist only for that moment: left enabled, the Debugger made promise-heavy code 2-3x slower.
 const WATCHDOG = `
 const { parentPort, workerData } = require('node:worker_threads');
 const inspector = require('node:inspector');
 const beat = new Float64Array(workerData.sab);
 const { ms, pollMs } = workerData;
-const s = new inspector.Session();
-s.connectToMainThread();
 const now = () => performance.timeOrigin + performance.now();
-let pausing = null;
-// CallFrame.url is empty for ES modules on some versions: map scriptId -> url from scriptParsed (sent on enable).
-const urls = new Map();
-s.on('Debugger.scriptParsed', (m) => { if (m.params.url) urls.set(m.params.scriptId, m.params.url); });
 const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
-function done() {
-  const p = pausing;
-  if (p !== null) p.done = true;
-  s.post('Debugger.resume', () => s.post('Debugger.disable', () => urls.clear()));
-}
-s.on('Debugger.paused', (m) => {
-  const p = pausing;
-  const frames = m.params.callFrames;
-  if (p === null || p.frames !== null) { s.post('Debugger.resume'); return; } // a 'debugger;' statement: not ours
-  // The loop beat again before the pause landed: these frames are later code, not the block.
-  if (beat[0] !== p.before) { p.frames = ''; done(); return; }
-  p.frames = frames.map((f) => '    at ' + (f.functionName || '<anonymous>') + ' (' + (f.url || urls.get(f.location.scriptId) || '<unknown>') + ':' + (f.location.lineNumber + 1) + ':' + (f.location.columnNumber + 1) + ')').join('\\n');
-  const id = frames.length > 0 ? frames[0].callFrameId : null;
-  if (id === null) { done(); return; }
-  s.post('Debugger.evaluateOnCallFrame', { callFrameId: id, expression: WHO, silent: true }, (err, r) => {
-    if (!err && r && r.result && typeof r.result.value === 'string') {
-      p.thread = r.result.value;
-      done();
-      return;
-    }
-    // Some frames (native trampolines) cannot evaluate: the global scope sees the same async context.
-    s.post('Runtime.evaluate', { expression: WHO, silent: true }, (err2, r2) => {
-      p.thread = !err2 && r2 && r2.result && typeof r2.result.value === 'string' ? r2.result.value : '?';
-      done();
+let pausing = null;
+// The inspector session exists only while a block is being caught: a connected session alone measurably
+// slows promise-heavy code. Connecting, enabling and pausing all work while the main thread is busy.
+function catchBlock(p) {
+  const s = new inspector.Session();
+  s.connectToMainThread();
+  // CallFrame.url is empty for ES modules on some versions: map scriptId -> url from scriptParsed (sent on enable).
+  const urls = new Map();
+  s.on('Debugger.scriptParsed', (m) => { if (m.params.url) urls.set(m.params.scriptId, m.params.url); });
+  const done = () => {
+    p.done = true;
+    s.post('Debugger.resume', () => s.post('Debugger.disable', () => s.disconnect()));
+  };
+  s.on('Debugger.paused', (m) => {
+    const frames = m.params.callFrames;
+    if (p.frames !== null) { s.post('Debugger.resume'); return; } // a 'debugger;' statement: not ours
+    // The loop beat again before the pause landed: these frames are later code, not the block.
+    if (beat[0] !== p.before) { p.frames = ''; done(); return; }
+    p.frames = frames.map((f) => '    at ' + (f.functionName || '<anonymous>') + ' (' + (f.url || urls.get(f.location.scriptId) || '<unknown>') + ':' + (f.location.lineNumber + 1) + ':' + (f.location.columnNumber + 1) + ')').join('\\n');
+    const id = frames.length > 0 ? frames[0].callFrameId : null;
+    if (id === null) { done(); return; }
+    s.post('Debugger.evaluateOnCallFrame', { callFrameId: id, expression: WHO, silent: true }, (err, r) => {
+      if (!err && r && r.result && typeof r.result.value === 'string') {
+        p.thread = r.result.value;
+        done();
+        return;
+      }
+      // Some frames (native trampolines) cannot evaluate: the global scope sees the same async context.
+      s.post('Runtime.evaluate', { expression: WHO, silent: true }, (err2, r2) => {
+        p.thread = !err2 && r2 && r2.result && typeof r2.result.value === 'string' ? r2.result.value : '?';
+        done();
+      });
     });
   });
-});
+  // Back to back, not pause-after-enable: both run in the same interrupt, so a loop stuck in a native call
+  // pauses at the first JS instruction after it returns (still in the caller), not somewhere later.
+  s.post('Debugger.enable');
+  s.post('Debugger.pause');
+}
 parentPort.postMessage({ ready: true });
 setInterval(() => {
   const b = beat[0];
@@ -368,10 +374,7 @@ setInterval(() => {
   if (pausing === null) {
     if (t - b > ms) {
       pausing = { before: b, frames: null, thread: null, done: false };
-      // Back to back, not pause-after-enable: both run in the same interrupt, so a loop stuck in a native call
-      // pauses at the first JS instruction after it returns (still in the caller), not somewhere later.
-      s.post('Debugger.enable');
-      s.post('Debugger.pause');
+      try { catchBlock(pausing); } catch (e) { pausing.done = true; pausing.frames = '    (stack not captured: ' + e.message + ')'; }
     }
   } else if (b !== pausing.before && (pausing.done || t - b > 1000)) {
     const p = pausing;
