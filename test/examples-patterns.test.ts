@@ -73,8 +73,9 @@ describe('client pattern: examples/crawler.mjs', () => {
       expect(r.maxAtOnce).toBe(10);
       expect(site.stats.maxInFlight).toBeGreaterThan(1);
       expect(site.stats.maxInFlight).toBeLessThanOrEqual(10);
-      // One by one: at least 40 x 50 ms = 2 s. A tree 4 levels deep at 10 at once: a fraction of that.
-      expect(r.seconds).toBeLessThan((pages * delayMs) / 1000 / 2);
+      // One by one: at least 40 x 50 ms = 2 s. A tree 4 levels deep at 10 at once: about 0.3 s (loose bound:
+      // the machine is shared).
+      expect(r.seconds).toBeLessThan(((pages * delayMs) / 1000) * 0.75);
     } finally {
       await site.close();
     }
@@ -159,8 +160,9 @@ describe('dispatch pattern: examples/dispatch.mjs', () => {
       expect(d.stats.timeouts).toBe(1);
       expect(d.stats.maxParsersAtOnce).toBe(10);
       expect(feeds.stats.maxInFlight).toBeLessThanOrEqual(10);
-      // One by one: 2.5 s plus the timeout. 10 at a time: three waves of 100 ms and the 0.3 s timeout.
-      expect(seconds).toBeLessThan(1.5);
+      // One by one: 2.5 s plus the timeout. 10 at a time: three waves of 100 ms and the 0.3 s timeout, about
+      // 0.4 s (loose bound: the machine is shared).
+      expect(seconds).toBeLessThan(2);
       // The dead feed's request was aborted, not left hanging on the feed host.
       for (let i = 0; i < 50 && feeds.stats.inFlight > 0; i++) await new Promise((res) => setTimeout(res, 20));
       expect(feeds.stats.inFlight).toBe(0);
