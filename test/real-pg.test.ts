@@ -72,6 +72,20 @@ describe.skipIf(skip)(title, () => {
     expect(goneAfter, 'the backend of the cancelled query is still there').toBeGreaterThanOrEqual(0);
   });
 
+  it('ownership follows use: killing the thread that created a shared client spares another thread\'s query on it', async () => {
+    const r = await runFixture('pg-shared.mjs', server.env, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    const rep = r.report;
+    expect(rep.bResult).toBe(42);
+    expect(rep.survived).toBe(true);
+    expect(rep.afterCreatorKill).toBe(7);
+    // The thread that was using it, killed: its connection is destroyed, and the kill does not wait 10 s.
+    expect(rep.destroyedByOwnerKill).toBe(true);
+    expect(rep.killSeconds).toBeLessThan(1);
+    expect(rep.leftOpen).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
   it('200 queries through a GreenPool of 20 over one pg.Pool: all rows right, killed slow queries hurt no one else', async () => {
     const r = await runFixture('pg-pool.mjs', server.env, 30_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
