@@ -712,11 +712,14 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
       stack ??= captureStack();
       // Every resource of the scope is remembered while it lives: a handle created from internal code only
       // (server.listen after a dns lookup) takes its call site from the request that led to it.
-      creators.set(id, { id, type, thread: store, trigger, stack });
       if (type in KINDS) {
-        // The trigger chain is alive now (we run inside its callback), not necessarily at report time.
+        // The trigger chain is alive now (we run inside its callback), not necessarily at report time. The
+        // site is kept for its own children too (a server's accepted sockets point at the listen).
         const site = userFrames(stack, 4) || siteOf(trigger, creators);
+        creators.set(id, { id, type, thread: store, trigger, stack: site });
         tracked.set(id, { id, type, resource, thread: store, stack: site });
+      } else {
+        creators.set(id, { id, type, thread: store, trigger, stack });
       }
     },
     destroy(id) {
@@ -758,7 +761,8 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
   const fdsAfter = openFds();
   const newFds: [number, string][] = [];
   for (const [fd, target] of fdsAfter) {
-    if (fdsBefore.get(fd) === target || handleFds.has(fd) || !target.startsWith('/')) continue;
+    // /dev/null: what a child's ignored stdio holds open; reported as the child process itself.
+    if (fdsBefore.get(fd) === target || handleFds.has(fd) || !target.startsWith('/') || target === '/dev/null') continue;
     newFds.push([fd, target]);
     leaked.push({ kind: 'file descriptor', type: 'fd', detail: `fd ${fd} ${target}`, thread: null, site: null, stack: null });
   }

@@ -227,6 +227,8 @@ describe('leaks', () => {
       expect(report.leaked.find((l) => l.kind === 'file handle')!.detail).toBe(`fd ${info.handleFd}`);
       expect(report.leaked.find((l) => l.kind === 'file descriptor')!.detail).toBe(`fd ${info.fd} ${file}`);
       expect(report.leaked.some((l) => l.kind === 'tcp socket' && l.detail.endsWith(`-> 127.0.0.1:${info.port}`))).toBe(true);
+      // Every handle has its call site in the leaky module (the accepted socket: the server's listen).
+      for (const l of report.leaked.filter((x) => x.type !== 'fd')) expect(l.site, l.kind).toMatch(/leaky\.mjs:\d+:\d+/);
       expect(report.activeDiff.TCPServerWrap).toBe(1);
       expect(report.summary).toMatch(/resources left open:\n {2}- /);
     } finally {
