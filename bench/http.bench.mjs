@@ -2,6 +2,8 @@
 // same process): unpatched vs monkeyPatch()ed (loops in the main thread: the pass-through cost), and
 // patched with each loop in a green thread (ownership bookkeeping on every request). Each configuration
 // runs in fresh processes, interleaved; min and median of ms per 1000 requests. Target: <= 5% slower.
+// Threads cost something on Node 20 whatever the patching (ALS taxes every await), so the green-thread
+// rows are compared with each other: unpatched in threads vs patched in threads.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -15,7 +17,7 @@ if (process.argv[2] === 'child') {
   const mode = process.argv[3];
   const http = await import('node:http');
   const evy = await import(`${ROOT}/dist/index.js`);
-  if (mode !== 'plain') evy.monkeyPatch();
+  if (mode.startsWith('patched')) evy.monkeyPatch();
   const server = http.createServer((req, res) => res.end('ok')).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const url = `http://127.0.0.1:${server.address().port}/`;
@@ -34,14 +36,17 @@ if (process.argv[2] === 'child') {
   };
   const round = async () => {
     const per = REQUESTS / LOOPS;
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
-    if (mode === 'patched-thread') {
+    if (mode.endsWith('-thread')) {
       const threads = Array.from({ length: LOOPS }, () => evy.spawn(loop, per));
       for (const t of threads) await t.wait();
     } else {
       await Promise.all(Array.from({ length: LOOPS }, () => loop(per)));
     }
-    return (Number(process.hrtime.bigint() - t0) / 1e6 / REQUESTS) * 1000;
+    const wall = (Number(process.hrtime.bigint() - t0) / 1e6 / REQUESTS) * 1000;
+    const c = process.cpuUsage(c0);
+    return [wall, ((c.user + c.system) / 1e3 / REQUESTS) * 1000];
   };
   await round(); // warm-up
   const values = [];
@@ -55,25 +60,37 @@ if (process.argv[2] === 'child') {
 const modes = [
   ['plain', 'unpatched'],
   ['patched', 'monkeyPatch(), loops in the main thread'],
+  ['plain-thread', 'unpatched, each loop a green thread (the baseline for the next row: ALS costs the same)'],
   ['patched-thread', 'monkeyPatch(), each loop a green thread'],
 ];
 const values = Object.fromEntries(modes.map(([m]) => [m, []]));
+const cpu = Object.fromEntries(modes.map(([m]) => [m, []]));
 const self = fileURLToPath(import.meta.url);
 for (let p = 0; p < PROCS; p++) {
   for (const [m] of modes) {
     const out = execFileSync(process.execPath, [self, 'child', m], { encoding: 'utf8' });
-    values[m].push(...JSON.parse(out.trim().split('\n').pop()));
+    for (const [wall, c] of JSON.parse(out.trim().split('\n').pop())) {
+      values[m].push(wall);
+      cpu[m].push(c);
+    }
   }
 }
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0], median: s[Math.floor(s.length / 2)] };
 };
-const base = stats(values.plain);
-console.log(`Node ${process.version}, ${PROCS} processes x ${ROUNDS} rounds x ${REQUESTS} requests (${LOOPS} concurrent loops, keep-alive); ms per 1000 requests: min / median`);
-console.log('| configuration | min | median | ratio (min) | ratio (median) |');
-console.log('|---|---|---|---|---|');
-for (const [m, desc] of modes) {
-  const s = stats(values[m]);
-  console.log(`| ${desc} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${(s.min / base.min).toFixed(3)} | ${(s.median / base.median).toFixed(3)} |`);
+function table(title, data) {
+  const base = stats(data.plain);
+  const baseThread = stats(data['plain-thread']);
+  console.log(`\n${title}`);
+  console.log('| configuration | min | median | ratio (min) | ratio (median) |  (ratios: to unpatched; the patched-thread row: to unpatched-thread)');
+  console.log('|---|---|---|---|---|');
+  for (const [m, desc] of modes) {
+    const s = stats(data[m]);
+    const b = m === 'patched-thread' ? baseThread : base;
+    console.log(`| ${desc} | ${s.min.toFixed(1)} | ${s.median.toFixed(1)} | ${(s.min / b.min).toFixed(3)} | ${(s.median / b.median).toFixed(3)} |`);
+  }
 }
+console.log(`Node ${process.version}, ${PROCS} processes x ${ROUNDS} rounds x ${REQUESTS} requests (${LOOPS} concurrent loops, keep-alive), per configuration`);
+table('Wall time, ms per 1000 requests: min / median', values);
+table('CPU time of the process (user + system), ms per 1000 requests: min / median', cpu);
