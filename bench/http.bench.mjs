@@ -82,8 +82,8 @@ const stats = (xs) => {
 function table(title, data) {
   const base = stats(data.plain);
   const baseThread = stats(data['plain-thread']);
-  console.log(`\n${title}`);
-  console.log('| configuration | min | median | ratio (min) | ratio (median) |  (ratios: to unpatched; the patched-thread row: to unpatched-thread)');
+  console.log(`\n${title} (ratios: to unpatched; the last row: to unpatched in threads)`);
+  console.log('| configuration | min | median | ratio (min) | ratio (median) |');
   console.log('|---|---|---|---|---|');
   for (const [m, desc] of modes) {
     const s = stats(data[m]);
