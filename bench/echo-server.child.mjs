@@ -17,6 +17,40 @@ if (kind === 'raw') {
   });
   await new Promise((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: 511 }, r));
   port = server.address().port;
+} else if (kind === 'async' || kind === 'async-als') {
+  // The blocking style by hand, without evy: one async loop per connection awaiting a promise per read.
+  // 'async-als' runs it inside an AsyncLocalStorage, as evy does (on Node 20 that turns on promise hooks).
+  const { AsyncLocalStorage } = await import('node:async_hooks');
+  const als = kind === 'async-als' ? new AsyncLocalStorage() : null;
+  const server = net.createServer((s) => {
+    conns++;
+    let waiting = null;
+    const queue = [];
+    const push = (d) => {
+      if (waiting === null) queue.push(d);
+      else {
+        const w = waiting;
+        waiting = null;
+        w(d);
+      }
+    };
+    s.on('data', push);
+    s.on('end', () => push(Buffer.alloc(0)));
+    s.on('error', () => push(Buffer.alloc(0)));
+    s.on('close', () => conns--);
+    const loop = async () => {
+      for (;;) {
+        const d = queue.length > 0 ? queue.shift() : await new Promise((r) => (waiting = r));
+        if (d.length === 0) return s.end();
+        s.write(d);
+        await undefined;
+      }
+    };
+    if (als === null) void loop();
+    else als.run({}, loop);
+  });
+  await new Promise((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: 511 }, r));
+  port = server.address().port;
 } else if (kind === 'evy') {
   const server = await listen(['127.0.0.1', 0], undefined, 511);
   port = server.getsockname()[1];

@@ -123,6 +123,21 @@ const target = rows.find((x) => x.conns === 100 && x.size === 64);
 const ok = median(target.ratios) >= 0.85;
 console.log(`\ntarget: evy >= 85% of raw at 100 x 64 B: ${ok ? 'met' : 'NOT met'} (median of paired ratios ${pct(median(target.ratios))})`);
 
+// ---- where the CPU goes (EVY_BENCH_BASELINES=1) -----------------------------------------------------
+// The same blocking style written by hand (an async loop per connection, no evy), without and with an
+// AsyncLocalStorage: separates the cost of promises/await and of ALS from evy's own bookkeeping.
+if (process.env.EVY_BENCH_BASELINES === '1') {
+  const extra = [await startServer('async'), await startServer('async-als')];
+  const all = [raw, extra[0], extra[1], evy];
+  const cpu = new Map(all.map((s) => [s.kind, []]));
+  for (let i = 0; i < REPEATS; i++) for (const s of i % 2 ? [...all].reverse() : all) cpu.get(s.kind).push((await runLoad(s, 100, 64)).cpu);
+  console.log('\nServer CPU µs per round trip at 100 x 64 B, min (median):');
+  console.log('| raw net | async loop | async loop in ALS | evy |');
+  console.log('|---|---|---|---|');
+  console.log(`| ${all.map((s) => `${Math.min(...cpu.get(s.kind)).toFixed(1)} (${median(cpu.get(s.kind)).toFixed(1)})`).join(' | ')} |`);
+  for (const s of extra) s.child.disconnect();
+}
+
 // ---- idle connections ----------------------------------------------------------------------------
 async function idle(server) {
   const before = await stats(server);
