@@ -139,6 +139,15 @@ describe('importPatched: ES module trees', () => {
     expect(Object.keys(ns).sort()).toEqual([...Object.keys(net), 'default'].sort());
   });
 
+  it('concurrent calls on the same files build separate trees, each with its own modules', async () => {
+    const nets = [fakeNet(), fakeNet(), fakeNet(), fakeNet()];
+    const trees = await Promise.all(nets.map((net, i) => importPatched(i % 2 ? `${CJS}main.cjs` : `${ESM}lib.mjs`, { net })));
+    trees.forEach((ns, i) => {
+      expect(i % 2 ? ns.seen.childNet : ns.seen.depNet).toBe(nets[i]);
+      expect(i % 2 ? ns.seen.pkgNet : ns.seen.cjsPkgNet).toBe(nets[i]);
+    });
+  });
+
   it('import_patched is the same function', () => {
     expect(import_patched).toBe(importPatched);
   });
