@@ -558,6 +558,11 @@ export class GreenSocket {
     this._finalClose();
   }
 
+  /** `using sock = await connect(...)` closes it at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   /** @internal Closes now, even with makefile() files open (serve's end of a handler). */
   _closeNow(): void {
     const wasOpen = !this._closed || this._fileRefs > 0;

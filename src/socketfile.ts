@@ -118,6 +118,11 @@ export class SocketFile {
     }
   }
 
+  /** `await using f = sock.makefile()` flushes and closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Lines until EOF. */
   async *[Symbol.asyncIterator](): AsyncGenerator<any, void, undefined> {
     for (;;) {

@@ -678,6 +678,20 @@ describe('makefile', () => {
     closeAll(c, s, l);
   });
 
+  it('Symbol.dispose closes a socket, Symbol.asyncDispose flushes and closes a file', async () => {
+    const [l, c, s] = await pair();
+    const f = c.makefile('w');
+    await f.write('flushed on dispose');
+    await f[Symbol.asyncDispose]();
+    expect(f.closed).toBe(true);
+    c[Symbol.dispose]();
+    expect(c.closed).toBe(true);
+    const r = s.makefile('r');
+    expect(await r.read()).toBe('flushed on dispose');
+    await r.close();
+    closeAll(s, l);
+  });
+
   it('wraps an existing net.Socket', async () => {
     const [srv, port] = await rawServer((sock) => sock.end('raw hello'));
     const raw = await rawConnect(port);
