@@ -128,10 +128,15 @@ function isOwnFile(filename) {
   return core.isOwnUrl(pathToFileURL(filename).href);
 }
 
-function loadCjs(tree, filename) {
+function loadCjs(tree, filename, parent) {
   const cached = tree.mods.get(filename);
-  if (cached !== undefined) return cached.exports;
-  const m = new Module(filename, null);
+  if (cached !== undefined) {
+    if (parent !== undefined && !parent.children.includes(cached)) parent.children.push(cached);
+    return cached.exports;
+  }
+  // `parent` as Node sets it (old code tests `!module.parent` for "run as a script"); the tree's entry has none,
+  // like any CommonJS module imported from ESM.
+  const m = new Module(filename, parent);
   m.filename = filename;
   m.paths = Module._nodeModulePaths(path.dirname(filename));
   // The module's own require (Node's `require` inside it calls mod.require): swapped builtins and fresh children,
@@ -156,7 +161,7 @@ function treeRequire(tree, parent, id) {
       if (swapped !== undefined) return swapped;
     } else {
       const filename = Module._resolveFilename(id, parent, false);
-      if (path.isAbsolute(filename) && isCjsFile(filename) && !isOwnFile(filename)) return loadCjs(tree, filename);
+      if (path.isAbsolute(filename) && isCjsFile(filename) && !isOwnFile(filename)) return loadCjs(tree, filename, parent);
     }
   }
   // Builtins not swapped, JSON, addons, ESM (require(esm) gives the shared instance), evy itself, bad ids.

@@ -4,6 +4,7 @@ import realChildProcess from 'node:child_process';
 import realFs from 'node:fs';
 import realFsPromises from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import realNet from 'node:net';
 import realOs from 'node:os';
 import realTimers from 'node:timers';
@@ -163,6 +164,9 @@ describe('importPatched: CommonJS trees', () => {
     expect(ns.seen.pkgNet).toBe(net);
     expect(ns.seen.setTimeout).toBe(realTimers.setTimeout);
     expect(ns.default.seen).toBe(ns.seen); // namespace shape of import() of CommonJS: default + named
+    // module.parent and require.resolve as in Node.
+    expect(ns.childParentFile).toBe(fileURLToPath(`${CJS}main.cjs`));
+    expect(ns.required).toBe(fileURLToPath(fixture('node_modules/cjs-pkg/index.js')));
   });
 
   it('keeps the real builtins and the shared instances for a normal require of the same files', async () => {
