@@ -154,8 +154,8 @@ describe('dumpOnSignal', () => {
 describe('blockingDetection', () => {
   it('names the running thread and the stack of a CPU block, and reports a slow *Sync call at its call site', async () => {
     const { code, stdout, stderr } = await runFixture('blocking.mjs');
+    expect(code, stderr).toBe(0);
     expect(stderr).toBe('');
-    expect(code).toBe(0);
     // A loaded machine may add a stray block of its own (a slow module load, a descheduled process): look for ours.
     const reports = stdout.trim().split('\n').map((l) => JSON.parse(l));
     const cpu = reports.find((r) => r.thread === 'cruncher');
@@ -171,8 +171,8 @@ describe('blockingDetection', () => {
   });
 
   it('in patched mode (monkeyPatch), a slow *Sync call in a green thread is reported at its call site', async () => {
-    const { code, stdout } = await runFixture('blocking.mjs', { PATCHED: '1' });
-    expect(code).toBe(0);
+    const { code, stdout, stderr } = await runFixture('blocking.mjs', { PATCHED: '1' });
+    expect(code, stderr).toBe(0);
     const reports = stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.thread === 'cruncher' || r.thread === 'syncer');
     expect(reports.map((r) => [r.kind, r.thread])).toEqual([
       ['loop', 'cruncher'],
@@ -183,8 +183,8 @@ describe('blockingDetection', () => {
   });
 
   it('the watchdog alone (syncCalls: false) still sees the caller of a blocking *Sync call', async () => {
-    const { code, stdout } = await runFixture('blocking.mjs', { SYNC_CALLS: '0' });
-    expect(code).toBe(0);
+    const { code, stdout, stderr } = await runFixture('blocking.mjs', { SYNC_CALLS: '0' });
+    expect(code, stderr).toBe(0);
     const reports = stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.thread === 'cruncher' || r.thread === 'syncer');
     expect(reports.map((r) => [r.kind, r.thread])).toEqual([
       ['loop', 'cruncher'],
