@@ -24,18 +24,16 @@ function state() {
   if (st === undefined) {
     st = {
       nextId: 1,
-      /** id -> { modules, replacements, mods: Map<filename, Module>, errors: Map<filename, error> } */
+      /** id -> { modules, replacements, mods: Map<filename, Module>, errors: Map<filename, error>, scope } */
       trees: new Map(),
       hooks: null,
       /** Read by the generated replacement modules. */
       replacement(id, name) {
         return st.trees.get(id).replacements[name];
       },
-      /** Read by the ESM facade of a CommonJS module: its fresh exports, or the error it threw while loading. */
+      /** Read by the ESM facade of a CommonJS module: its fresh exports (read at evaluation, after the load). */
       cjs(id, filename) {
-        const tree = st.trees.get(id);
-        if (tree.errors.has(filename)) throw tree.errors.get(filename);
-        return tree.mods.get(filename).exports;
+        return st.trees.get(id).mods.get(filename).exports;
       },
     };
     ext['evy.importPatched'] = st;
@@ -68,7 +66,7 @@ function ensureHooks() {
   st.hooks = 'module.register';
 }
 
-/** Loads the fresh instance for an ESM facade; reports names, or keeps the error for the facade to rethrow. */
+/** Loads the fresh instance behind an ESM facade: its export names, or the error it threw (kept for importPatched). */
 function cjsInfo(id, filename) {
   const tree = st.trees.get(id);
   try {
