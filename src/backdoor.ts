@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import repl from 'node:repl';
 import { inspect } from 'node:util';
 import { listen, serve } from './convenience.js';
-import { formatThreads, trackThreads } from './debug.js';
+import { formatHub, formatThreads, trackThreads } from './debug.js';
 import { EvyError, invalidArgType } from './errors.js';
 import { getcurrent, spawn, unowned, type GreenThread } from './greenthread.js';
 import * as evyNamespace from './index.js';
@@ -22,7 +22,7 @@ export interface BackdoorOptions {
   trackThreads?: boolean;
 }
 
-const BANNER = 'evy backdoor: `evy` is the evy namespace, `threads()` / `.threads` print the thread dump, `.exit` ends the session.\n';
+const BANNER = 'evy backdoor: `evy` is the evy namespace, `threads()` / `.threads` print the thread dump, `hub()` what the event loop waits on, `.exit` ends the session.\n';
 
 function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
@@ -103,9 +103,15 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
     await client.sendall(BANNER);
     r = repl.start({ input, output, prompt, terminal: false, useGlobal: false, ignoreUndefined: true, useColors: false });
     const dump = (): string => formatThreads();
-    Object.assign(r.context, { evy: evyNamespace, threads: () => {
-      output.write(`${dump()}\n`);
-    } }, locals ?? {});
+    Object.assign(
+      r.context,
+      {
+        evy: evyNamespace,
+        threads: () => void output.write(`${dump()}\n`),
+        hub: () => void output.write(`${formatHub()}\n`),
+      },
+      locals ?? {},
+    );
     r.defineCommand('threads', {
       help: 'Print the evy thread dump',
       action(this: repl.REPLServer) {

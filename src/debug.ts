@@ -238,6 +238,19 @@ export function describeResource(r: any): string {
   }
 }
 
+/**
+ * eventlet's format_hub_listeners / format_hub_timers, the Node way: what the event loop is waiting on (libuv
+ * handles and requests by type: sockets, servers, timers, child processes, fs requests) and evy's ready queue.
+ */
+export function formatHub(): string {
+  const counts = countActive();
+  const ready = rt.ready.filter((t) => t !== undefined).length;
+  const kinds = Object.keys(counts).sort();
+  const lines = [`evy hub: ${ready} green thread${ready === 1 ? '' : 's'} ready to start; the event loop is waiting on ${kinds.length === 0 ? 'nothing' : ''}`.trimEnd()];
+  for (const k of kinds) lines.push(`  ${k} x${counts[k]}`);
+  return lines.join('\n');
+}
+
 // ---- thread dump on a signal ----------------------------------------------------------------------
 
 /**
@@ -256,7 +269,7 @@ export function dumpOnSignal(signal: NodeJS.Signals = 'SIGUSR2', on = true): voi
   if (!on) return;
   trackThreads(true);
   const handler = (): void => {
-    process.stderr.write(`${formatThreads()}\n`);
+    process.stderr.write(`${formatThreads()}\n${formatHub()}\n`);
   };
   process.on(signal, handler);
   state.signals.set(signal, handler);
@@ -842,6 +855,7 @@ export const debug = {
   blockingDetection,
   blockingDetectionStatus,
   formatThreads,
+  formatHub,
   threads,
   trackThreads,
   dumpOnSignal,

@@ -88,6 +88,7 @@ describe('backdoor', () => {
     expect(dump).toMatch(/evy\.backdoor session 127\.0\.0\.1:\d+ \[#\d+\] running/);
     expect(dump).toMatch(/- evy\.backdoor \[#\d+\] parked on /); // the accept loop
     expect(await b.eval('threads()')).toMatch(/app-worker/);
+    expect(await b.eval('hub()')).toMatch(/evy hub: [\s\S]*\n {2}TCPServerWrap x\d+/);
     await app.kill();
   });
 

@@ -118,6 +118,21 @@ describe('formatThreads / threads', () => {
     }
   });
 
+  it('formatHub lists what the event loop waits on, by type', async () => {
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const timer = setInterval(() => {}, 60_000);
+    try {
+      const hub = debug.formatHub();
+      expect(hub).toMatch(/^evy hub: \d+ green threads? ready to start; the event loop is waiting on/);
+      expect(hub).toMatch(/\n {2}TCPServerWrap x\d+/);
+      expect(hub).toMatch(/\n {2}Timeout x\d+/);
+    } finally {
+      clearInterval(timer);
+      server.close();
+    }
+  });
+
   it('rejects bad arguments with codes', () => {
     expect(() => debug.trackThreads('yes' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     expect(() => debug.dumpOnSignal(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
@@ -143,6 +158,8 @@ describe('dumpOnSignal', () => {
       expect(stderr).toMatch(/consumer \[#\d+\] parked on Queue\.get/);
       expect(stderr).toMatch(/spawned at .*dump\.mjs:\d+/);
       expect(stderr).toMatch(/napper \[#\d+\] parked on sleep/);
+      while (!stderr.includes('evy hub:')) await new Promise((r) => setTimeout(r, 20));
+      expect(stderr).toMatch(/evy hub: [\s\S]*\n {2}Timeout x\d+/);
       expect(child.exitCode).toBeNull(); // the signal did not kill it
     } finally {
       child.kill();
