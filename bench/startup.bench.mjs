@@ -54,6 +54,25 @@ for (const [, args, env] of configs) once(args, env); // warm the file cache
 for (let r = 0; r < RUNS; r++) {
   for (let c = 0; c < configs.length; c++) once(configs[c][1], configs[c][2], c);
 }
+// The register entry's own cost, timed inside the process between two preloads (far less exposed to
+// scheduling noise than a whole process): `--import t0 --import <entry> --import t1`.
+writeFileSync(join(dir, 't0.mjs'), 'globalThis.__evyT0 = performance.now();\n');
+writeFileSync(join(dir, 't1.mjs'), "process.stdout.write('EVYT ' + (performance.now() - globalThis.__evyT0) + '\\n');\n");
+const inner = [
+  ['--import ./empty.mjs', join(dir, 'empty.mjs'), {}],
+  ['--import evy/register', join(ROOT, 'register.mjs'), {}],
+  ['--import evy/register, EVY_PATCH=none', join(ROOT, 'register.mjs'), { EVY_PATCH: 'none' }],
+];
+const innerTimes = inner.map(() => []);
+for (let r = 0; r < RUNS; r++) {
+  inner.forEach(([, entry, env], c) => {
+    const res = spawnSync(process.execPath, ['--import', join(dir, 't0.mjs'), '--import', entry, '--import', join(dir, 't1.mjs'), join(dir, 'app.mjs')], {
+      env: { ...process.env, NODE_OPTIONS: '', ...env },
+      encoding: 'utf8',
+    });
+    innerTimes[c].push(Number(/EVYT ([\d.]+)/.exec(res.stdout)[1]));
+  });
+}
 rmSync(dir, { recursive: true, force: true });
 
 const stats = (xs) => {
@@ -77,3 +96,14 @@ function table(title, data) {
 console.log(`Node ${process.version}, ${RUNS} interleaved runs of each configuration`);
 table('Wall time per process, spawn to exit (ms)', times);
 if (cpu[0].length > 0) table('CPU time per process, user + system (ms; GNU time, 10 ms resolution)', cpu);
+{
+  const base = stats(innerTimes[0]);
+  console.log('\nThe preload alone, timed inside the process from the preload before it to the one after it (ms)');
+  console.log('| preload | min | median | + ms (min) | + ms (median) |');
+  console.log('|---|---|---|---|---|');
+  inner.forEach(([name], c) => {
+    const s = stats(innerTimes[c]);
+    const d = (x) => (c === 0 ? '-' : (x >= 0 ? '+' : '') + x.toFixed(2));
+    console.log(`| ${name} | ${s.min.toFixed(2)} | ${s.median.toFixed(2)} | ${d(s.min - base.min)} | ${d(s.median - base.median)} |`);
+  });
+}

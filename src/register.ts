@@ -1,8 +1,11 @@
 // The body of `node --import evy/register` / `--require evy/register`: patches the builtins before the app
 // loads. EVY_PATCH selects (`net,timers`, `all`, `none`; default all). A separate, small entry: it must not
 // load the rest of evy (nor net/tls) at startup, and it starts no loader thread.
-import { monkeyPatch, type MonkeyPatchOptions } from './patch.js';
-import { ps } from './ownership-state.js';
+import { layer } from './ownership.js';
+import type { MonkeyPatchOptions } from './patch.js';
+
+const { monkeyPatch } = layer.patch;
+const { ps } = layer.state;
 
 /** Parses EVY_PATCH into monkeyPatch options; null for `none`. */
 export function patchOptionsFromEnv(value: string | undefined): MonkeyPatchOptions | null {

@@ -1,8 +1,9 @@
 // evy/green/fs-promises: node:fs/promises with evy/green/fs's ownership (the target of an `fs/promises`
 // import in a patched module tree).
 import * as fsp from 'node:fs/promises';
-import { promiseFunctions } from '../ownership-fs.js';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
+import { layer } from '../ownership.js';
+const { promiseFunctions } = layer.fs;
+const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:fs/promises';
 export const open = promiseFunctions.open as typeof fsp.open;

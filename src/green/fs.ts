@@ -2,8 +2,9 @@
 // that opened them: a kill closes them. fs.promises.readFile/writeFile/appendFile/watch get a signal the
 // kill aborts (they reject with the kill error). Callback and *Sync functions are the originals.
 import * as fs from 'node:fs';
-import { fsFunctions, promiseFunctions } from '../ownership-fs.js';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
+import { layer } from '../ownership.js';
+const { fsFunctions, promiseFunctions } = layer.fs;
+const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:fs';
 

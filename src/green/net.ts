@@ -3,8 +3,9 @@
 // Classes are the real ones (instanceof keeps working); sockets made with `new Socket()` are tracked
 // only under monkeyPatch.
 import * as net from 'node:net';
-import { greenServer, greenSocket } from '../ownership-net.js';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
+import { layer } from '../ownership.js';
+const { greenServer, greenSocket } = layer.net;
+const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:net';
 

@@ -1,8 +1,9 @@
 // evy/green/timers-promises: node:timers/promises whose waits reject with the kill error when their green
 // thread is killed (the target of a `timers/promises` import in a patched module tree).
 import * as tp from 'node:timers/promises';
-import { promises } from '../ownership-timers.js';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
+import { layer } from '../ownership.js';
+const { promises } = layer.timers;
+const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:timers/promises';
 export const setTimeout = promises.setTimeout;

@@ -1,16 +1,9 @@
 // evy/green/timers: node:timers whose timers belong to the green thread that created them: a kill clears
 // them (and rejects the `promises` versions with the kill error). Outside a thread: the originals.
 import * as timers from 'node:timers';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
-import {
-  clearImmediate,
-  clearInterval,
-  clearTimeout,
-  promises,
-  setImmediate,
-  setInterval,
-  setTimeout,
-} from '../ownership-timers.js';
+import { layer } from '../ownership.js';
+const { cjsOverrides, greenDefault } = layer.state;
+const { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout } = layer.timers;
 
 export * from 'node:timers';
 export { setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate, promises };

@@ -1,8 +1,9 @@
 // evy/green/tls: node:tls whose TLS sockets and servers belong to the green thread using them, with the
 // same rule as evy/green/net (a TLSSocket is a net.Socket: the same hooks see it).
 import * as tls from 'node:tls';
-import { greenServer, greenSocket } from '../ownership-net.js';
-import { cjsOverrides, greenDefault } from '../ownership-state.js';
+import { layer } from '../ownership.js';
+const { greenServer, greenSocket } = layer.net;
+const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:tls';
 
