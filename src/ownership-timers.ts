@@ -46,9 +46,36 @@ function clearIm(imm: any): void {
 
 function ownTimer(rec: Rec, destroy: (r: any, e: unknown) => void): any {
   const timer = rec.timer;
-  if (own(timer, destroy) !== null) timer[kOwner] = rec.t;
+  if (own(timer, destroy) !== null) {
+    timer[kOwner] = rec.t;
+    hookUnref(timer);
+  }
   return timer;
 }
+
+/**
+ * An unref'd timer is housekeeping nobody waits on (a library's heartbeat, idle reaper or timer wheel,
+ * often created lazily inside whichever thread first called the library): a thread awaiting it would let
+ * the process exit under its feet. So unref() releases it, and a kill of that thread leaves it alone.
+ * The hook goes on the Timeout and Immediate prototypes, once, at the first owned timer; for any other
+ * timer it is one property read.
+ */
+function hookUnref(timer: any): void {
+  const proto = Object.getPrototypeOf(timer);
+  if (proto === null || Object.prototype.hasOwnProperty.call(proto, kUnrefHooked)) return;
+  const unref = proto.unref as (this: unknown) => unknown;
+  if (typeof unref !== 'function') return;
+  Object.defineProperty(proto, kUnrefHooked, { value: true });
+  Object.defineProperty(proto, 'unref', {
+    value: function unref_(this: any) {
+      if (this[kOwner] !== undefined) release(this);
+      return unref.call(this);
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+const kUnrefHooked = Symbol.for('evy.timer.unrefHooked');
 
 export function setTimeout(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
   const t = typeof callback === 'function' ? thread() : null;

@@ -189,6 +189,25 @@ describe('timers under monkeyPatch', () => {
     expect(fired).toEqual(['main immediate']);
   });
 
+  it("an unref'd timer is housekeeping nobody waits on: a library's heartbeat made inside a thread survives its kill", async () => {
+    patch({ timers: true });
+    const ticks: string[] = [];
+    let heartbeat: NodeJS.Timeout | undefined;
+    const t = spawn(async () => {
+      // e.g. a client library lazily starting its heartbeat inside the first thread that used it
+      heartbeat = setInterval(() => ticks.push('heartbeat'), 5).unref();
+      setInterval(() => ticks.push('owned'), 5); // ref'd: the thread's own
+      await sleep(10);
+    });
+    await sleep(0.002);
+    await t.kill();
+    ticks.length = 0;
+    await sleep(0.05);
+    clearInterval(heartbeat);
+    expect(ticks.length).toBeGreaterThan(0);
+    expect(new Set(ticks)).toEqual(new Set(['heartbeat']));
+  });
+
   it('a killed thread that queued an immediate in the same turn never runs it', async () => {
     patch({ timers: true });
     const fired: string[] = [];
