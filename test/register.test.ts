@@ -121,7 +121,8 @@ describe('node --import ./register.mjs', () => {
     expect(out.b).toEqual({ body: 'ok /b?delay=400', reused: true, port: out.a.port });
     // B2, killed in flight: its request died at once, and the server saw the client go.
     expect(out.b2.error).toBe('GreenletExit');
-    expect(out.b2.ms).toBeLessThan(90); // not the 100 ms detach grace: the request settled
+    expect(out.b2.detached).toBe(false); // its foreign await settled: the thread was not given up on
+    expect(out.b2.ms).toBeLessThan(2000);
     expect(out.aborted).toEqual(['/b2?delay=5000', '/c?delay=5000']);
     expect(out.cDead).toBe(true); // C had no 'error' listener: no crash
     expect(out.after.body).toBe('ok /after');
