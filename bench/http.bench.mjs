@@ -5,6 +5,9 @@
 // Threads cost something on Node 20 whatever the patching (ALS taxes every await), so the green-thread
 // rows are compared with each other: unpatched in threads vs patched in threads.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = process.env.EVY_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
@@ -94,3 +97,28 @@ function table(title, data) {
 console.log(`Node ${process.version}, ${PROCS} processes x ${ROUNDS} rounds x ${REQUESTS} requests (${LOOPS} concurrent loops, keep-alive), per configuration`);
 table('Wall time, ms per 1000 requests: min / median', values);
 table('CPU time of the process (user + system), ms per 1000 requests: min / median', cpu);
+
+// Wall and CPU times on a shared machine move by tens of percent between runs. A CPU profile does not
+// care: the share of samples spent in evy's own functions (self time, files under dist/) is the cost.
+{
+  console.log('\nShare of CPU profile samples in evy\'s own code (self time; --cpu-prof, one process each)');
+  console.log('| configuration | evy share |');
+  console.log('|---|---|');
+  for (const [m, desc] of modes) {
+    const dir = mkdtempSync(join(tmpdir(), 'evy-prof-'));
+    execFileSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, self, 'child', m], { encoding: 'utf8' });
+    const prof = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]), 'utf8'));
+    rmSync(dir, { recursive: true, force: true });
+    const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+    let all = 0;
+    let evy = 0;
+    prof.samples.forEach((id, i) => {
+      const f = byId.get(id).callFrame;
+      if (f.functionName === '(idle)') return;
+      const dt = prof.timeDeltas[i];
+      all += dt;
+      if (f.url.includes('/dist/')) evy += dt;
+    });
+    console.log(`| ${desc} | ${((100 * evy) / all).toFixed(2)}% |`);
+  }
+}
