@@ -9,7 +9,7 @@ import timers from 'node:timers';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { EvyError, invalidArgType } from './errors.js';
+import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
 import { current, rt } from './runtime.js';
 import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
@@ -73,12 +73,15 @@ const onSpawn: SpawnHook = (t) => {
     reg.set(t, { born: performance.now(), site: state.stacks ? captureSite() : null, parent });
     if (reg.size >= state.sweepAt) sweep();
   }
-  for (const scope of state.scopes) if (scope.has(parent)) scope.add(t);
+  if (state.scopes.size > 0) {
+    // The raw store: a thread spawned from a callback of a scope thread that has ended is still in scope.
+    const raw = rt.als?.getStore() ?? parent;
+    for (const scope of state.scopes) if (scope.has(raw)) scope.add(t);
+  }
 };
 
 function captureSite(): Error {
-  const e = new Error('spawned here');
-  return e;
+  return new Error('spawned here'); // formatted lazily, only if a dump reads it
 }
 
 /** Drops dead threads; amortised so that a long run with tracking on does not grow without bound. */
@@ -110,7 +113,7 @@ export function trackThreads(on = true, options: { stacks?: boolean } = {}): voi
 export interface ThreadReport {
   id: number;
   name: string;
-  /** 'running', 'ready', 'scheduled', 'parked', 'foreign', 'dying'. */
+  /** 'running', 'ready', 'scheduled', 'parked', 'foreign' (a plain await), 'dying', or 'idle' (main, nothing to do). */
   state: string;
   /** What it is parked on (Waiter labels: 'Queue.get', 'sleep', 'GreenSocket.recv', 'tpool.execute', ...). */
   parkedOn: string[];
@@ -338,11 +341,12 @@ const { parentPort, workerData } = require('node:worker_threads');
 const inspector = require('node:inspector');
 const beat = new Float64Array(workerData.sab);
 const { ms, pollMs } = workerData;
+const stuckMs = Math.max(1000, 10 * ms);
 const now = () => performance.timeOrigin + performance.now();
 const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
 let pausing = null;
-// The inspector session exists only while a block is being caught: a connected session alone measurably
-// slows promise-heavy code. Connecting, enabling and pausing all work while the main thread is busy.
+// The inspector session exists only while a block is being caught (an idle connected session is not free
+// either). Connecting, enabling and pausing all work while the main thread is busy.
 function catchBlock(p) {
   const s = new inspector.Session();
   s.connectToMainThread();
@@ -386,9 +390,16 @@ setInterval(() => {
   if (beat[1] === 1) return; // off
   if (pausing === null) {
     if (t - b > ms) {
-      pausing = { before: b, frames: null, thread: null, done: false };
+      pausing = { before: b, frames: null, thread: null, done: false, stuck: false };
       try { catchBlock(pausing); } catch (e) { pausing.done = true; pausing.frames = '    (stack not captured: ' + e.message + ')'; }
     }
+  } else if (b === pausing.before && pausing.done && !pausing.stuck && t - b > stuckMs) {
+    // Still blocked long after the catch (an endless loop?): the main thread cannot take a report, and a
+    // worker's process.stderr goes through it, so write straight to fd 2.
+    pausing.stuck = true;
+    try {
+      require('node:fs').writeSync(2, 'evy: event loop blocked for ' + ((t - b) / 1000).toFixed(1) + 's so far in green thread "' + (pausing.thread || '?') + '"\\n' + (pausing.frames || '    (stack not captured)') + '\\n');
+    } catch {}
   } else if (b !== pausing.before && (pausing.done || t - b > 1000)) {
     const p = pausing;
     pausing = null;
@@ -405,14 +416,14 @@ setInterval(() => {
  */
 export function blockingDetection(on = true, seconds = 0.1, options: BlockingOptions = {}): void {
   checkBoolean(on, 'on');
-  const ms = checkSeconds(seconds);
-  if (ms <= 0) throw new EvyError('blockingDetection needs a threshold above 0 seconds', 'ERR_OUT_OF_RANGE');
   stopBlocking();
   if (!on) return;
+  const ms = checkSeconds(seconds);
+  if (ms <= 0) throw outOfRange('seconds', 'a number of seconds > 0', seconds);
   const report = options.report ?? null;
   if (report !== null) checkFunction(report, 'options.report');
   // Heartbeat every threshold/5 (2..50 ms), watchdog check every threshold/4: ~50 + 40 wakeups a second at
-  // 0.1 s. Faster polling measurably slowed switch-heavy code on a busy 2-core machine.
+  // 0.1 s, enough for a precision of about one heartbeat.
   const beatMs = Math.min(50, Math.max(2, ms / 5));
   const pollMs = Math.max(1, ms / 4);
   const sab = new SharedArrayBuffer(16);

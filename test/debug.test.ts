@@ -211,6 +211,17 @@ describe('blockingDetection', () => {
     expect(reports[1].stack).toMatch(/at shellOut \(file:.*blocking\.mjs:18:\d+\)/);
   });
 
+  it('a loop still stuck long after the catch is reported from the watchdog itself, while stuck', async () => {
+    const { code, stderr } = await runFixture('stuck.mjs');
+    expect(code, stderr).toBe(0);
+    const soFar = stderr.indexOf('so far in green thread "spinner"');
+    expect(soFar).toBeGreaterThan(-1);
+    expect(soFar).toBeLessThan(stderr.indexOf('unstuck')); // written during the block, not after
+    expect(stderr).toMatch(/blocked for [\d.]+s so far in green thread "spinner"\n {4}at spinForever \(file:.*stuck\.mjs:\d+:\d+\)/);
+    // And the normal report once the loop is free again.
+    expect(stderr.slice(stderr.indexOf('unstuck'))).toMatch(/event loop blocked for [\d.]+s in green thread "spinner"\n {4}at spinForever/);
+  });
+
   it('restores the builtin *Sync functions when turned off', async () => {
     const fs = process.getBuiltinModule('fs');
     const orig = fs.readFileSync;
