@@ -168,9 +168,15 @@ function badArgument(args: unknown[]): string {
   return 'an argument';
 }
 
+/** The worker could not post the result back: the DataCloneError thrown there reaches us as `{}` (Node 20) or as an Error with an empty message and the original stack (Node 24). */
+function isResultCloneFailure(e: unknown): boolean {
+  if (e === null || typeof e !== 'object') return false;
+  if (!(e instanceof Error)) return Object.keys(e).length === 0;
+  return e.name !== 'DataCloneError' && /could not be cloned/.test(e.stack ?? '') && !/could not be cloned/.test(e.message);
+}
+
 function translate(e: unknown, what: string, args: unknown[]): unknown {
-  if (!(e instanceof Error) && e !== null && typeof e === 'object' && Object.keys(e).length === 0) {
-    // piscina hands back an empty object when the result failed to clone (a DataCloneError does not survive the trip).
+  if (isResultCloneFailure(e)) {
     return new EvyError(
       `evy.tpool.execute(${what}): its result cannot be sent back from the worker thread (structured clone: no functions, sockets, class instances with private state)`,
       'ERR_EVY_TPOOL_CLONE',
@@ -178,7 +184,8 @@ function translate(e: unknown, what: string, args: unknown[]): unknown {
   }
   if (e instanceof Error) {
     const msg = e.message;
-    if (e.name === 'DataCloneError' || /could not be cloned/.test(msg)) {
+    // Sending the task failed here, on the main thread: an argument.
+    if (e.name === 'DataCloneError') {
       const err = new EvyError(
         `evy.tpool.execute(${what}): ${badArgument(args)} cannot be sent to a worker thread (structured clone: no functions, sockets, or objects holding them): ${msg}`,
         'ERR_EVY_TPOOL_CLONE',
