@@ -8,7 +8,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import timers from 'node:timers';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
 import { current, rt } from './runtime.js';
@@ -432,7 +432,9 @@ export function blockingDetection(on = true, seconds = 0.1, options: BlockingOpt
   const b: BlockingState = { ms, beatMs, worker: null!, beat, interval: null!, report, wrapped: [], syncBlocks: [], reported: [] };
   // Created outside any green thread: a kill of the caller must not clear the heartbeat.
   unowned(() => {
-    b.worker = new Worker(WATCHDOG, { eval: true, workerData: { sab, ms, pollMs }, name: 'evy blocking watchdog' });
+    // Loaded here, not at import: node:worker_threads costs ~4 ms of startup that evy users without detection should not pay.
+    const { Worker: WorkerCtor } = builtin('worker_threads') as typeof import('node:worker_threads');
+    b.worker = new WorkerCtor(WATCHDOG, { eval: true, workerData: { sab, ms, pollMs }, name: 'evy blocking watchdog' });
     b.interval = timers.setInterval(() => {
       const t = now();
       const gap = t - beat[0];
