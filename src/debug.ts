@@ -343,7 +343,8 @@ const beat = new Float64Array(workerData.sab);
 const { ms, pollMs } = workerData;
 const stuckMs = Math.max(1000, 10 * ms);
 const now = () => performance.timeOrigin + performance.now();
-const WHO = "(() => { try { const r = globalThis[Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
+// Evaluated on the paused frame: node's internal modules have no Symbol global (primordials), hence globalThis.Symbol.
+const WHO = "(() => { try { const r = globalThis[globalThis.Symbol.for('evy.runtime')]; const t = r && r.als && r.als.getStore(); return t && !t._finished ? t.name : (r && r.main ? r.main.name : 'MainThread'); } catch (e) { return '?'; } })()";
 let pausing = null;
 // The inspector session exists only while a block is being caught (an idle connected session is not free
 // either). Connecting, enabling and pausing all work while the main thread is busy.
@@ -366,7 +367,7 @@ function catchBlock(p) {
     const id = frames.length > 0 ? frames[0].callFrameId : null;
     if (id === null) { done(); return; }
     s.post('Debugger.evaluateOnCallFrame', { callFrameId: id, expression: WHO, silent: true }, (err, r) => {
-      if (!err && r && r.result && typeof r.result.value === 'string') {
+      if (!err && r && r.result && typeof r.result.value === 'string' && r.result.value !== '?') {
         p.thread = r.result.value;
         done();
         return;
