@@ -24,6 +24,9 @@ export interface BackdoorOptions {
 
 const BANNER = 'evy backdoor: `evy` is the evy namespace, `threads()` / `.threads` print the thread dump, `hub()` what the event loop waits on, `.exit` ends the session.\n';
 
+/** Longest input line a session accepts (bytes). */
+const MAX_LINE = 1 << 20;
+
 function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   const v = isIP(host);
@@ -122,6 +125,7 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
       },
     });
     let exited = false;
+    let pendingLine = 0;
     r.on('exit', () => {
       exited = true;
       // `.exit` while we are parked in recv: closing the socket ends that wait.
@@ -136,6 +140,13 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
         throw e;
       }
       if (data.length === 0) break; // the client went away (maybe mid-line: the partial line is dropped)
+      // A client streaming garbage without newlines must not grow the REPL's line buffer without bound.
+      const nl = data.lastIndexOf(10);
+      pendingLine = nl < 0 ? pendingLine + data.length : data.length - nl - 1;
+      if (pendingLine > MAX_LINE) {
+        await client.sendall(`\nevy.backdoor: line longer than ${MAX_LINE} bytes, closing\n`);
+        break;
+      }
       input.write(data);
       if (exited) break;
     }

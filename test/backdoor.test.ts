@@ -111,6 +111,21 @@ describe('backdoor', () => {
     expect(await late.eval('"still here"')).toBe("'still here'\n");
   });
 
+  it('a client that streams an endless line is cut off at 1 MiB; others carry on', async () => {
+    const addr = await start();
+    const good = await Client.connect(addr);
+    const flood = await Client.connect(addr);
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    for (let i = 0; i < 20 && !flood.closed; i++) {
+      flood.sock.write(chunk);
+      await sleep(0.005);
+    }
+    await flood.waitClosed();
+    expect(flood.closed).toBe(true);
+    expect(flood.out).toMatch(/line longer than 1048576 bytes, closing/);
+    expect(await good.eval('6 * 7')).toBe('42\n');
+  });
+
   it('.exit ends the session and closes the connection', async () => {
     const c = await Client.connect(await start());
     c.sock.write('.exit\n');
