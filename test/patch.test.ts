@@ -434,6 +434,39 @@ describe('net under monkeyPatch', () => {
     expect(accepted!.destroyed).toBe(true);
   });
 
+  it("a pooled connection created by A, now waiting on B's request, survives A's kill", async () => {
+    patch({ net: true });
+    // one reply per line; 'slow' is answered after 150 ms
+    const server = net.createServer((s) =>
+      s.on('data', (d) => {
+        const q = String(d);
+        setTimeout(() => s.write(`re:${q}`), q === 'slow' ? 150 : 0);
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    let conn: net.Socket | undefined; // the "pool": one lazily created connection
+    const query = async (q: string): Promise<string> => {
+      conn ??= net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+      conn.write(q);
+      const [reply] = await once(conn, 'data');
+      return String(reply);
+    };
+    const a = spawn(async () => {
+      const r = await query('first'); // A creates the connection
+      await sleep(10);
+      return r;
+    });
+    await sleep(0.05);
+    const b = spawn(() => query('slow')); // B's request is in flight on A's connection
+    await sleep(0.02);
+    await a.kill();
+    expect(await b.wait()).toBe('re:slow');
+    expect(conn!.destroyed).toBe(false);
+    conn!.destroy();
+    server.close();
+  });
+
   it('an idle socket (reply received) is not owned: a kill leaves it to the other threads', async () => {
     patch({ net: true });
     const server = net.createServer((s) => s.on('data', (d) => String(d) === 'a' && s.write(`re:${d}`))); // 'b' gets no reply
