@@ -19,7 +19,7 @@ const kFreeHooked = Symbol.for('evy.net.freeHooked');
 const kOwner = Symbol.for('evy.net.owner');
 const kConns = Symbol.for('evy.net.conns');
 
-type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean };
+type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
 
 /** Is this socket tracked: created through a green module, or net/tls patched globally? */
@@ -35,7 +35,8 @@ function trackedServer(s: AnyServer): boolean {
 
 /** The current thread starts an operation on `s`: it owns the socket until the operation ends. */
 export function useSocket(s: AnySock, t: GreenThread): void {
-  if (s[kNever] === true || s.destroyed) return;
+  // process.stdout/stderr are net.Sockets when piped: a thread's console.log must not make them its own.
+  if (s[kNever] === true || s.destroyed || s._isStdio === true) return;
   if (s._httpMessage != null && s[kFreeHooked] !== true) {
     // An http.Agent socket: the exchange ends when the agent takes the socket back.
     s[kFreeHooked] = true;

@@ -149,6 +149,11 @@ describe('node --import ./register.mjs', () => {
     expect(out.openAfter).toBe(0);
   });
 
+  it('a thread that logged to a piped stdout and is killed leaves stdout and stderr alone', async () => {
+    const out = json(await node([...IMPORT, 'stdio.mjs']));
+    expect(out).toEqual({ destroyCalls: 0, errors: 0, stdoutIsSocket: 'Socket' });
+  });
+
   it('EVY_PATCH selects modules; none patches nothing; an unknown name fails loudly', async () => {
     const sel = json(await node([...IMPORT_BY_NAME, 'cjs-kill.cjs'], { EVY_PATCH: 'timers,net' }));
     expect(sel.patched).toEqual(['net', 'timers']);
