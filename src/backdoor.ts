@@ -1,9 +1,8 @@
 // evy.backdoor: eventlet's backdoor, the Node way: a node:repl session per connection, over a GreenSocket,
 // each in its own green thread, for inspecting a live process (thread dump, evy namespace, your own locals).
-import { isIP } from 'node:net';
-import { PassThrough, Writable } from 'node:stream';
+import { netModule } from './builtins.js';
 import type repl from 'node:repl';
-import { inspect } from 'node:util';
+const { inspect } = process.getBuiltinModule('util') as typeof import('node:util');
 import { listen, serve } from './convenience.js';
 import { formatHub, formatThreads, trackThreads } from './debug.js';
 import { EvyError, invalidArgType } from './errors.js';
@@ -29,7 +28,7 @@ const MAX_LINE = 1 << 20;
 
 function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
-  const v = isIP(host);
+  const v = netModule().isIP(host);
   if (v === 4) return host.startsWith('127.');
   if (v === 6) return host === '::1' || /^::ffff:127\./i.test(host);
   return false;
@@ -85,6 +84,7 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
   const me = getcurrent();
   me.name = `evy.backdoor session ${Array.isArray(peer) ? `${peer[0]}:${peer[1]}` : peer}`;
   sessions.add(me);
+  const { PassThrough, Writable } = process.getBuiltinModule('stream') as typeof import('node:stream');
   const input = new PassThrough();
   let gone = false;
   // The REPL writes synchronously; the socket is written in order, with backpressure, by sendall.

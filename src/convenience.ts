@@ -1,5 +1,6 @@
 // eventlet's convenience functions: connect, listen, serve.
-import net from 'node:net';
+import type net from 'node:net';
+import { netModule } from './builtins.js';
 import { EvyError, GreenletExit, invalidArgType, outOfRange, StopServe } from './errors.js';
 import type { GreenThread } from './greenthread.js';
 import { GreenPool } from './greenpool.js';
@@ -54,7 +55,7 @@ function parseAddr(addr: unknown, family: unknown, name: string, listening: bool
     throw err;
   }
   let host = addr[0];
-  const ipFam = net.isIP(host);
+  const ipFam = netModule().isIP(host);
   if (fam !== 0 && ipFam !== 0 && ipFam !== fam) {
     throw invalidArgType(name, `an IPv${fam} address for family ${fam}`, host);
   }
@@ -83,7 +84,7 @@ export async function connect(addr: Address, family?: Family | 0 | string | null
     }
   }
   checkInterrupt();
-  const gs = new GreenSocket(net.connect(opts));
+  const gs = new GreenSocket(netModule().connect(opts));
   if (a.path !== undefined) gs._setAddrs(a.path, '');
   else gs._host = a.host;
   await gs._waitFor('connect', 'connect');
@@ -107,7 +108,7 @@ export async function listen(addr: Address, family?: Family | 0 | string | null,
     throw new EvyError(`reusePort needs Node >= 22.12 (this is ${process.version}); use node:cluster to share a port`, 'ERR_EVY_REUSEPORT_UNSUPPORTED');
   }
   checkInterrupt();
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  const server = netModule().createServer({ allowHalfOpen: true, pauseOnConnect: true });
   const gs = new GreenSocket(server);
   const opts: net.ListenOptions & { reusePort?: boolean } = { backlog };
   if (a.path !== undefined) opts.path = a.path;

@@ -2,12 +2,13 @@
 // main thread's stack while it is blocked), and what a piece of code left open (leak report).
 // Everything here is opt-in: with nothing enabled, the only trace in the hot paths is one unset slot read per
 // spawn (rt.ext.onSpawn).
-import { createHook, type AsyncHook } from 'node:async_hooks';
-import { readdirSync, readlinkSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
-import timers from 'node:timers';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { AsyncHook } from 'node:async_hooks';
+const { createHook } = process.getBuiltinModule('async_hooks') as typeof import('node:async_hooks');
+const { readdirSync, readlinkSync } = process.getBuiltinModule('fs') as typeof import('node:fs');
+const { syncBuiltinESMExports } = process.getBuiltinModule('module') as typeof import('node:module');
+const timers = process.getBuiltinModule('timers') as typeof import('node:timers');
+const { dirname } = process.getBuiltinModule('path') as typeof import('node:path');
+const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Worker } from 'node:worker_threads';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';

@@ -1,8 +1,8 @@
 // importPatched: eventlet's import_patched. The mechanism lives in loader/ (plain JS, loaded on the first call
 // only, so a process that never calls importPatched pays nothing); this file validates and words the errors.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+const { createRequire } = process.getBuiltinModule('module') as typeof import('node:module');
+const path = process.getBuiltinModule('path') as typeof import('node:path');
+const { fileURLToPath, pathToFileURL } = process.getBuiltinModule('url') as typeof import('node:url');
 import { EvyError, invalidArgType } from './errors.js';
 
 /** The builtins importPatched can swap for evy's green modules. */

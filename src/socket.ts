@@ -2,8 +2,9 @@
 // Reads are pushed by 'data' into an internal buffer (paused above READ_HWM, so memory stays bounded) and
 // pulled by recv(). Every wait is a Waiter of the core, so a kill or a Timeout rejects it; while a wait is
 // outstanding the socket is owned by the waiting thread, and a kill destroys it.
-import net from 'node:net';
+import type net from 'node:net';
 import type tls from 'node:tls';
+import { netModule } from './builtins.js';
 import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from './errors.js';
 import { disown, type GreenThread, own } from './greenthread.js';
 import { current } from './runtime.js';
@@ -159,7 +160,7 @@ export class GreenSocket {
 
   /** Wraps a connected socket, or a listening server. Keeps an 'error' listener on it for life. */
   constructor(raw: RawSocket | net.Server) {
-    if (raw instanceof net.Server) {
+    if (raw instanceof netModule().Server) {
       this.raw = raw;
       this._listening = true;
       this._pending = [];
@@ -167,7 +168,7 @@ export class GreenSocket {
       raw.on('connection', onConnection);
       raw.on('error', onServerError);
       raw.on('close', onServerClose);
-    } else if (raw instanceof net.Socket) {
+    } else if (raw instanceof netModule().Socket) {
       this.raw = raw;
       this._listening = false;
       (raw as Any)[kGreen] = this;
@@ -763,7 +764,7 @@ function onConnection(this: Any, raw: net.Socket): void {
     c._destroy(undefined);
     return;
   }
-  const local = gs.raw instanceof net.Server ? gs.raw.address() : null;
+  const local = gs.raw instanceof netModule().Server ? gs.raw.address() : null;
   if (typeof local === 'string') c._setAddrs('', local);
   else c._readPeer();
   gs._onConnection(c);

@@ -1,7 +1,7 @@
 // The object GreenSocket.makefile() returns: Python's socket file (readline keeps the newline, read() to
 // EOF, buffered write + flush). It reads from the socket's own buffer, so no byte is lost between recv()
 // and file reads; text mode decodes UTF-8 without splitting a character across calls.
-import { StringDecoder } from 'node:string_decoder';
+const { StringDecoder } = process.getBuiltinModule('string_decoder') as typeof import('node:string_decoder');
 import { EvyError, invalidArgType } from './errors.js';
 import type { GreenSocket } from './socket.js';
 
@@ -15,7 +15,7 @@ export class SocketFile {
   readonly mode: string;
   private sock: GreenSocket;
   private binary: boolean;
-  private decoder: StringDecoder | null;
+  private decoder: InstanceType<typeof StringDecoder> | null;
   private wbuf: (Buffer | string)[] = [];
   private wlen = 0;
   private _closed = false;

@@ -1,7 +1,7 @@
 // wrapSsl: TLS over a connected GreenSocket (client side) or a listening one (server side).
-import { readFile } from 'node:fs/promises';
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import { netModule, tlsModule } from './builtins.js';
 import { invalidArgType } from './errors.js';
 import { GreenSocket, SocketError, _internal } from './socket.js';
 import { until } from './until.js';
@@ -36,6 +36,7 @@ async function load(opts: WrapSslOptions): Promise<tls.ConnectionOptions & tls.T
     ...rest
   } = opts;
   const out: tls.ConnectionOptions & tls.TlsOptions = { ...rest };
+  const { readFile } = process.getBuiltinModule('fs/promises') as typeof import('node:fs/promises');
   const read = (p: string): Promise<Buffer> => until(readFile(p));
   if (keyfile !== undefined && out.key === undefined) out.key = await read(keyfile);
   if (certfile !== undefined && out.cert === undefined) out.cert = await read(certfile);
@@ -59,16 +60,16 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
   const options = await load(opts);
   checkInterrupt();
   if (serverSide) return wrapServer(sock, options);
-  if (sock.raw instanceof net.Server) throw new SocketError('wrapSsl: a listening socket needs serverSide: true', 'EINVAL');
+  if (sock.raw instanceof netModule().Server) throw new SocketError('wrapSsl: a listening socket needs serverSide: true', 'EINVAL');
 
   const raw = sock.raw as net.Socket;
   const host = sock._host;
-  if (options.servername === undefined && host !== undefined && net.isIP(host) === 0) options.servername = host;
+  if (options.servername === undefined && host !== undefined && netModule().isIP(host) === 0) options.servername = host;
   const timeout = sock.gettimeout();
   sock._detach();
   // Half-open TCP under TLS leaks: a peer that fails the handshake and leaves would never be closed.
   raw.allowHalfOpen = false;
-  const t = tls.connect({ ...options, socket: raw });
+  const t = tlsModule().connect({ ...options, socket: raw });
   const g = new GreenSocket(t);
   g._host = host;
   g.settimeout(timeout);
@@ -79,14 +80,14 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
 function absorb(): void {}
 
 function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
-  if (!(sock.raw instanceof net.Server)) throw new SocketError('wrapSsl: serverSide needs a listening socket (from listen)', 'EINVAL');
+  if (!(sock.raw instanceof netModule().Server)) throw new SocketError('wrapSsl: serverSide needs a listening socket (from listen)', 'EINVAL');
   const server = sock.raw;
   const timeout = sock.gettimeout();
   const pending = sock._takePending();
   sock._detach();
   // Half-open TCP under TLS leaks (a client that fails the handshake and leaves is never closed).
   (server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = false;
-  const tlsServer = tls.createServer(options);
+  const tlsServer = tlsModule().createServer(options);
   const g = new GreenSocket(server);
   g.settimeout(timeout);
   // Connections go through the TLS server (which runs the handshake) before they reach accept().

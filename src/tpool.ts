@@ -1,10 +1,10 @@
 // evy.tpool: blocking or CPU-bound work in worker threads (piscina), parking only the calling green thread.
 // eventlet's tpool runs functions in OS threads that share the interpreter; Node workers share nothing, so a
 // function travels as source text (it must be self-contained) and its arguments by structured clone.
-import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+const { existsSync } = process.getBuiltinModule('fs') as typeof import('node:fs');
+const { availableParallelism } = process.getBuiltinModule('os') as typeof import('node:os');
+const { join } = process.getBuiltinModule('path') as typeof import('node:path');
+const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Piscina as PiscinaType } from 'piscina';
 import { EVY_DIR } from './debug.js';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
