@@ -142,7 +142,10 @@ export function installNetHooks(): void {
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
     const r = write.call(this, chunk, encoding, cb);
-    if (rt.als !== null) {
+    // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
+    // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
+    // A shared worker process's stdin must not die with the last thread that wrote a job to it.
+    if (rt.als !== null && this.readable) {
       const t = notMain();
       if (t !== null && trackedSocket(this)) useSocket(this, t);
     }

@@ -380,6 +380,23 @@ describe('fs and child_process under monkeyPatch', () => {
     expect(kept!.fd).toBe(-1);
   });
 
+  it("a shared worker process's stdin, written by a thread, survives that thread's kill", async () => {
+    patch({ net: true, child_process: true });
+    const worker = childProcess.spawn('cat'); // spawned by main: a shared worker
+    worker.stdout!.setEncoding('utf8');
+    const t = spawn(async () => {
+      worker.stdin!.write('job from thread\n');
+      await sleep(10);
+    });
+    expect(String((await once(worker.stdout!, 'data'))[0])).toBe('job from thread\n');
+    await t.kill();
+    expect(worker.stdin!.destroyed).toBe(false);
+    worker.stdin!.write('job from main\n');
+    expect(String((await once(worker.stdout!, 'data'))[0])).toBe('job from main\n');
+    worker.stdin!.end();
+    await once(worker, 'exit');
+  });
+
   it('proc.wait() and proc.communicate(input) on children of the patched module', async () => {
     patch({ child_process: true });
     const t = spawn(async () => {
