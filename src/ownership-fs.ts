@@ -4,7 +4,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
-import { absorb, inUnowned, kNever, ps } from './ownership-state.js';
+import { absorb, callWithKillSignal, inUnowned, kNever, ps } from './ownership-state.js';
 
 const O = ps.orig.fs;
 const OP = ps.orig.fsp;
@@ -75,43 +75,16 @@ export async function open(this: unknown, ...args: unknown[]): Promise<FileHandl
   return fh;
 }
 
-interface PRec {
-  ac: AbortController;
-}
-function abortWith(rec: PRec, err: unknown): void {
-  rec.ac.abort(err);
-}
-
-/** Calls `fn` with the options given a signal that the thread's kill aborts; the abort rejects with the kill error. */
+/** Calls `call` with the options given a signal that the thread's kill aborts; the abort rejects with the kill error. */
 function withSignal<T>(t: GreenThread, options: unknown, call: (opts: unknown) => Promise<T>): Promise<T> {
   if (t._killError !== undefined) return Promise.reject(t._killError);
-  let opts: any;
+  let opts: Record<string, any>;
   if (options === undefined || options === null) opts = {};
   else if (typeof options === 'string') opts = { encoding: options };
-  else if (typeof options === 'object') opts = { ...options };
+  else if (typeof options === 'object') opts = options as Record<string, any>;
   else return call(options); // let Node report the bad argument
-  const user: AbortSignal | undefined = opts.signal;
-  if (user?.aborted) return call(options);
-  const rec: PRec = { ac: new AbortController() };
-  const onUser = (): void => rec.ac.abort(user!.reason);
-  user?.addEventListener('abort', onUser, { once: true });
-  own(rec, abortWith);
-  opts.signal = rec.ac.signal;
-  const done = (): void => {
-    user?.removeEventListener('abort', onUser);
-    disown(rec, t);
-  };
-  return call(opts).then(
-    (v) => {
-      done();
-      return v;
-    },
-    (e) => {
-      done();
-      const k = t._killError;
-      throw k !== undefined && rec.ac.signal.reason === k ? k : e;
-    },
-  );
+  if ((opts.signal as AbortSignal | undefined)?.aborted) return call(options);
+  return callWithKillSignal(t, opts, call);
 }
 
 export function readFile(this: unknown, path: unknown, options?: unknown): Promise<any> {

@@ -1,5 +1,6 @@
 // Shared state of the patching layer: which builtins are patched, the original functions, the hooks
 // that are installed. It lives in rt.ext so the ESM and the CJS build of evy see one patch table.
+import { disown, own, type GreenThread } from './greenthread.js';
 import { rt } from './runtime.js';
 
 // Builtins are taken with process.getBuiltinModule, not `import`: an ESM import of a builtin builds its
@@ -175,4 +176,45 @@ export function cjsOverrides(mod: { exports?: unknown } | undefined, overrides: 
   for (const [k, v] of Object.entries(overrides)) {
     Object.defineProperty(e, k, { value: v, enumerable: true, configurable: true, writable: true });
   }
+}
+
+function abortController(ac: AbortController, err: unknown): void {
+  ac.abort(err);
+}
+
+/**
+ * An AbortSignal that a kill of `t` aborts (with the kill error), chained to the caller's own `user`
+ * signal. `t` owns it until `release()`. `error(e)` turns the abort our kill caused back into the kill error.
+ */
+export function killSignal(t: GreenThread, user: AbortSignal | undefined): { signal: AbortSignal; release(): void; error(e: unknown): unknown } {
+  const ac = new AbortController();
+  const onUser = user === undefined ? null : (): void => ac.abort(user.reason);
+  if (onUser !== null) user!.addEventListener('abort', onUser, { once: true });
+  own(ac, abortController);
+  return {
+    signal: ac.signal,
+    release() {
+      if (onUser !== null) user!.removeEventListener('abort', onUser);
+      disown(ac, t);
+    },
+    error(e) {
+      const k = t._killError;
+      return k !== undefined && ac.signal.reason === k ? k : e;
+    },
+  };
+}
+
+/** Calls `call` with `opts` whose signal a kill of `t` aborts; rejects with the kill error when it did. */
+export function callWithKillSignal<T>(t: GreenThread, opts: Record<string, any>, call: (opts: any) => Promise<T>): Promise<T> {
+  const ks = killSignal(t, opts.signal);
+  return call({ ...opts, signal: ks.signal }).then(
+    (v) => {
+      ks.release();
+      return v;
+    },
+    (e) => {
+      ks.release();
+      throw ks.error(e);
+    },
+  );
 }

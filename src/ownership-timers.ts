@@ -5,7 +5,7 @@
 // patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
 import { disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
-import { PROMISIFY, ps } from './ownership-state.js';
+import { callWithKillSignal, killSignal, PROMISIFY, ps } from './ownership-state.js';
 
 const O = ps.orig.timers;
 const OP = ps.orig.timersPromises;
@@ -128,39 +128,12 @@ export function clearImmediate(immediate: any): void {
 
 // ---- timers/promises -------------------------------------------------------------------------------
 
-interface PRec {
-  ac: AbortController;
-}
-
-function abortWith(rec: PRec, err: unknown): void {
-  rec.ac.abort(err);
-}
-
 /** Runs an original timers/promises call with a signal the thread's kill aborts; maps that abort to the kill error. */
 function owned<T>(t: GreenThread, options: any, call: (opts: any) => Promise<T>): Promise<T> {
   if (t._killError !== undefined) return Promise.reject(t._killError);
   if (options !== undefined && (options === null || typeof options !== 'object')) return call(options); // Node validates
-  const user: AbortSignal | undefined = options?.signal;
-  if (user?.aborted) return call(options);
-  const rec: PRec = { ac: new AbortController() };
-  const onUser = (): void => rec.ac.abort(user!.reason);
-  user?.addEventListener('abort', onUser, { once: true });
-  own(rec, abortWith);
-  const done = (): void => {
-    user?.removeEventListener('abort', onUser);
-    disown(rec, t);
-  };
-  return call({ ...options, signal: rec.ac.signal }).then(
-    (v) => {
-      done();
-      return v;
-    },
-    (e) => {
-      done();
-      const k = t._killError;
-      throw k !== undefined && rec.ac.signal.reason === k ? k : e;
-    },
-  );
+  if (options?.signal?.aborted) return call(options);
+  return callWithKillSignal(t, options ?? {}, call);
 }
 
 function pSetTimeout<T = void>(delay?: number, value?: T, options?: any): Promise<T> {
@@ -181,20 +154,12 @@ function pSetInterval<T = void>(delay?: number, value?: T, options?: any): Async
   if (t._killError !== undefined || (options !== undefined && (options === null || typeof options !== 'object')) || options?.signal?.aborted) {
     return OP.setInterval(delay, value, t._killError !== undefined ? { ...options, signal: AbortSignal.abort(t._killError) } : options);
   }
-  const user: AbortSignal | undefined = options?.signal;
-  const rec: PRec = { ac: new AbortController() };
-  const onUser = (): void => rec.ac.abort(user!.reason);
-  user?.addEventListener('abort', onUser, { once: true });
-  own(rec, abortWith);
-  const it = OP.setInterval(delay, value, { ...options, signal: rec.ac.signal });
-  const done = (): void => {
-    user?.removeEventListener('abort', onUser);
-    disown(rec, t);
-  };
+  const ks = killSignal(t, options?.signal);
+  const it = OP.setInterval(delay, value, { ...options, signal: ks.signal });
+  const done = ks.release;
   const mapErr = (e: unknown): never => {
     done();
-    const k = t._killError;
-    throw k !== undefined && rec.ac.signal.reason === k ? k : e;
+    throw ks.error(e);
   };
   const wrapped: AsyncIterableIterator<T> = {
     next: () =>
