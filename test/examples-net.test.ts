@@ -1,29 +1,19 @@
 // The networking examples, run as real programs (from the built dist/) and driven by real clients.
 import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type GreenSocket, SHUT_WR, SocketTimeout, spawn } from '../src/index.js';
 import { payload, sha } from './helpers/sockets.js';
+import { removeSnapshot, snapshotPackage } from './helpers/snapshot.js';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-// The examples run from a snapshot of dist/ and examples/ (inside the repo, so bare imports still resolve):
-// a rebuild of dist/ while the test runs must not pull the files from under a running example.
-const root = `${repo}node_modules/.cache/evy-examples-${process.pid}/`;
+// The examples run from a snapshot of the package (test/helpers/snapshot.ts).
+let root = '';
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  for (let i = 0; !existsSync(`${repo}dist/index.js`); i++) {
-    if (i === 50) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  mkdirSync(root, { recursive: true });
-  writeFileSync(`${root}package.json`, '{ "type": "module" }\n');
-  cpSync(`${repo}dist`, `${root}dist`, { recursive: true });
-  cpSync(`${repo}examples`, `${root}examples`, { recursive: true });
+  root = await snapshotPackage('evy-examples', ['examples']);
 });
 
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterAll(() => removeSnapshot(root));
 
 afterEach(async () => {
   for (const c of children.splice(0)) {

@@ -2,34 +2,24 @@
 // (dispatch pattern) and the `npm start` tour. Each is run as a program (it must finish by itself, exit 0,
 // and say what it did) and its functions are driven directly over real http/https sockets on 127.0.0.1.
 import { spawn as spawnProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
+import { removeSnapshot, snapshotPackage } from './helpers/snapshot.js';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-// A snapshot of dist/ and examples/ (inside the repo, so bare imports like `pg` still resolve): a rebuild of
-// dist/ while these tests run must not pull the files from under a running example.
-const root = `${repo}node_modules/.cache/evy-patterns-${process.pid}/`;
-
+// The examples run from a snapshot of the package (test/helpers/snapshot.ts).
+let root = '';
 let crawler: any;
 let dispatch: any;
 
 beforeAll(async () => {
-  for (let i = 0; !existsSync(`${repo}dist/index.js`); i++) {
-    if (i === 50) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  mkdirSync(root, { recursive: true });
-  writeFileSync(`${root}package.json`, '{ "type": "module" }\n');
-  cpSync(`${repo}dist`, `${root}dist`, { recursive: true });
-  cpSync(`${repo}examples`, `${root}examples`, { recursive: true });
-  cpSync(`${repo}register.mjs`, `${root}register.mjs`);
-  crawler = await import(pathToFileURL(`${root}examples/crawler.mjs`).href);
-  dispatch = await import(pathToFileURL(`${root}examples/dispatch.mjs`).href);
+  root = await snapshotPackage('evy-patterns', ['examples']);
+  crawler = await import(pathToFileURL(path.join(root, 'examples', 'crawler.mjs')).href);
+  dispatch = await import(pathToFileURL(path.join(root, 'examples', 'dispatch.mjs')).href);
 });
 
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterAll(() => removeSnapshot(root));
 
 interface Run {
   code: number | null;

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeSnapshot, snapshotPackage } from './snapshot.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const IN_CI = /^(1|true|yes)$/i.test(process.env.CI ?? '');
@@ -328,22 +329,10 @@ export async function runFixture(name: string, env: Record<string, string>, time
 
 let snapshotDir: string | null = null;
 
-/**
- * A copy of the package (package.json, register entries, dist/, fixtures/real/) inside node_modules/.cache,
- * made once per test file: `evy` and `evy/register` resolve to it by self-reference and `pg`/`ioredis` from
- * the repo's node_modules, and a rebuild of dist/ while the tests run cannot pull files from under a fixture.
- */
+/** The package copy the fixtures run from (test/helpers/snapshot.ts), made once per test file. */
 async function snapshot(): Promise<string> {
   if (snapshotDir !== null) return snapshotDir;
-  for (let i = 0; !(existsSync(path.join(ROOT, 'dist', 'index.js')) && existsSync(path.join(ROOT, 'dist', 'register.js'))); i++) {
-    if (i === 100) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-    await sleepMs(100);
-  }
-  const dir = path.join(ROOT, 'node_modules', '.cache', `evy-real-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  for (const f of ['package.json', 'register.mjs', 'register.cjs']) cpSync(path.join(ROOT, f), path.join(dir, f));
-  cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
-  cpSync(path.join(ROOT, 'fixtures', 'real'), path.join(dir, 'fixtures', 'real'), { recursive: true });
+  const dir = await snapshotPackage('evy-real', ['fixtures/real']);
   cleanups.add(disposeFixtures);
   snapshotDir = dir;
   return dir;
@@ -352,7 +341,7 @@ async function snapshot(): Promise<string> {
 /** Removes the fixture snapshot (call in afterAll: a test worker may be ended without an 'exit' event). */
 export function disposeFixtures(): void {
   if (snapshotDir === null) return;
-  rmSync(snapshotDir, { recursive: true, force: true });
+  removeSnapshot(snapshotDir);
   cleanups.delete(disposeFixtures);
   snapshotDir = null;
 }
