@@ -7,9 +7,7 @@ import { current, rt } from './runtime.js';
 import { absorb, callWithKillSignal, inUnowned, kNever, ps } from './ownership-state.js';
 
 const O = ps.orig.fs;
-const OP = ps.orig.fsp;
 const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
-const fsp = fs.promises;
 
 function thread(): GreenThread | null {
   if (rt.als === null) return null;
@@ -60,7 +58,7 @@ function closeHandle(fh: FileHandle): void {
 /** fs.promises.open: the FileHandle is owned by the opening thread until closed; a kill closes it. */
 export async function open(this: unknown, ...args: unknown[]): Promise<FileHandle> {
   const t = thread();
-  const fh: FileHandle = await (OP.open as any).apply(this ?? fsp, args);
+  const fh: FileHandle = await (ps.orig.fsp.open as any).apply(this ?? fs.promises, args);
   if (t === null) {
     if (rt.als !== null && inUnowned()) (fh as any)[kNever] = true;
     return fh;
@@ -89,33 +87,33 @@ function withSignal<T>(t: GreenThread, options: unknown, call: (opts: unknown) =
 
 export function readFile(this: unknown, path: unknown, options?: unknown): Promise<any> {
   const t = thread();
-  if (t === null) return OP.readFile.call(this ?? fsp, path, options);
-  return withSignal(t, options, (o) => OP.readFile.call(this ?? fsp, path, o));
+  if (t === null) return ps.orig.fsp.readFile.call(this ?? fs.promises, path, options);
+  return withSignal(t, options, (o) => ps.orig.fsp.readFile.call(this ?? fs.promises, path, o));
 }
 
 export function writeFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
   const t = thread();
-  if (t === null) return OP.writeFile.call(this ?? fsp, path, data, options);
-  return withSignal(t, options, (o) => OP.writeFile.call(this ?? fsp, path, data, o));
+  if (t === null) return ps.orig.fsp.writeFile.call(this ?? fs.promises, path, data, options);
+  return withSignal(t, options, (o) => ps.orig.fsp.writeFile.call(this ?? fs.promises, path, data, o));
 }
 
 export function appendFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
   const t = thread();
-  if (t === null) return OP.appendFile.call(this ?? fsp, path, data, options);
-  return withSignal(t, options, (o) => OP.appendFile.call(this ?? fsp, path, data, o));
+  if (t === null) return ps.orig.fsp.appendFile.call(this ?? fs.promises, path, data, options);
+  return withSignal(t, options, (o) => ps.orig.fsp.appendFile.call(this ?? fs.promises, path, data, o));
 }
 
 /** fs.promises.watch: the async iterator ends when the thread is killed (its signal is aborted). */
 export function pWatch(this: unknown, filename: unknown, options?: unknown): AsyncIterable<any> {
   const t = thread();
   if (t === null || (options !== undefined && typeof options !== 'object' && typeof options !== 'string')) {
-    return OP.watch.call(this ?? fsp, filename, options);
+    return ps.orig.fsp.watch.call(this ?? fs.promises, filename, options);
   }
   const opts: any = typeof options === 'string' ? { encoding: options } : { ...(options as object) };
   const user: AbortSignal | undefined = opts.signal;
   const signal = user === undefined ? t.signal : AbortSignal.any([user, t.signal]);
   opts.signal = signal;
-  return OP.watch.call(this ?? fsp, filename, opts);
+  return ps.orig.fsp.watch.call(this ?? fs.promises, filename, opts);
 }
 
 export const promiseFunctions = { open, readFile, writeFile, appendFile, watch: pWatch };

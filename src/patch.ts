@@ -122,6 +122,7 @@ const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
     for (const n of ['setTimeout', 'setImmediate', 'setInterval'] as const) slot(undo, timersPromises, n, greenTimers.promises[n]);
   },
   fs(undo) {
+    void ps.orig.fsp; // capture the originals before replacing them
     for (const n of FS_FUNCS) slot(undo, fs, n, fsFunctions[n]);
     for (const n of FSP_FUNCS) slot(undo, fs.promises, n, promiseFunctions[n]);
   },
