@@ -161,7 +161,8 @@ export class GreenMap<R> implements AsyncIterableIterator<R> {
         } else {
           out = this.fn(r.value);
         }
-        value = out instanceof Promise ? await out : out;
+        // Any thenable (another realm's Promise, a query builder), as spawn() does.
+        value = out !== null && typeof (out as PromiseLike<R>)?.then === 'function' ? await out : out;
       } catch (e) {
         if (e !== undefined && e === current()._killError) throw e;
         state = FAILED;

@@ -12,10 +12,12 @@ export class GreenPool {
   private max: number;
   private threads = new Set<GreenThread<any>>();
   private idle = new WaitList();
+  /** spawn() calls waiting for a slot: waitall() waits for them too (eventlet: until the balance is full). */
+  private queued = 0;
   private readonly onExit = (gt: GreenThread<any>): void => {
     this.threads.delete(gt);
     this.slots.release();
-    if (this.threads.size === 0) for (const w of this.idle.drain()) w.wake(undefined);
+    this.wakeIdle();
   };
 
   constructor(size = 1000) {
@@ -69,7 +71,7 @@ export class GreenPool {
     if (this.threads.has(t)) {
       return Promise.reject(new EvyError('waitall() called from a thread of the same pool would wait for itself', 'ERR_EVY_WAITALL_IN_POOL'));
     }
-    if (this.threads.size === 0) return ready(undefined);
+    if (this.threads.size === 0 && this.queued === 0) return ready(undefined);
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
     return new Waiter<void>(t, 'GreenPool.waitall').park(this.idle);
@@ -99,7 +101,22 @@ export class GreenPool {
     checkFunction(fn);
     if (this.slots._tryAcquire()) return Promise.resolve(this.launch(fn, args, report));
     if (this.threads.has(current())) return this.runInline(fn, args, report);
-    return this.slots.acquire().then(() => this.launch(fn, args, report));
+    this.queued++;
+    return this.slots.acquire().then(
+      () => {
+        this.queued--;
+        return this.launch(fn, args, report);
+      },
+      (e: unknown) => {
+        this.queued--;
+        this.wakeIdle();
+        throw e;
+      },
+    );
+  }
+
+  private wakeIdle(): void {
+    if (this.threads.size === 0 && this.queued === 0) for (const w of this.idle.drain()) w.wake(undefined);
   }
 
   /** @internal Starts `fn` in a free slot without waiting; null when the pool is full. */

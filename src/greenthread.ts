@@ -10,6 +10,12 @@ const FINISHED = 2;
 
 /** How long a killed thread that is parked on a foreign promise gets to settle before it is detached. */
 export const KILL_GRACE_MS = 100;
+/**
+ * How long a killed thread that was parked at an evy wait gets to run its `finally` blocks before it is
+ * detached. Bounded, so that a kill never hangs: a wait left parked by `Promise.race([foreign, sleep(s)])`
+ * looks parked, yet rejecting it resumes nobody.
+ */
+export const KILL_FINALLY_GRACE_MS = 2000;
 
 type Link<T> = [cb: (gt: GreenThread<T>, ...args: any[]) => void, args: unknown[]];
 /** @internal `rt.ext.onSpawn`: called with each new thread (in the spawning thread's context) when set. */
@@ -215,10 +221,10 @@ export class GreenThread<T = unknown> {
       return p;
     }
     const done = this._whenExited();
-    // Parked at an evy wait: its finally blocks run and it finishes, however long they take.
-    // Otherwise it may sit on a foreign promise forever: give it a grace, then detach it.
+    // Parked at an evy wait: it resumes with the kill error and its finally blocks run (up to
+    // KILL_FINALLY_GRACE_MS). Otherwise it may sit on a foreign promise forever: a short grace, then detach.
     // The grace timer is cleared when the body finishes (no stray timer in getActiveResourcesInfo()).
-    if (!parked) this._timer = rt.timers.setTimeout(detachIfAlive, KILL_GRACE_MS, this);
+    this._timer = rt.timers.setTimeout(detachIfAlive, parked ? KILL_FINALLY_GRACE_MS : KILL_GRACE_MS, this);
     return done;
   }
 

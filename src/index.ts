@@ -11,6 +11,7 @@ export {
   own,
   disown,
   KILL_GRACE_MS,
+  KILL_FINALLY_GRACE_MS,
   type Destroyer,
 } from './greenthread.js';
 export { sleep } from './sleep.js';

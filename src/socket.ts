@@ -542,7 +542,7 @@ export class GreenSocket {
     this._failAll(this._err, error ?? null);
     if (this._listening) {
       const srv = this.raw as net.Server;
-      if (srv.listening) srv.close();
+      closeServer(srv);
       for (const c of this._takePending()) c._destroy(undefined);
     } else {
       const raw = this.raw as net.Socket;
@@ -580,7 +580,7 @@ export class GreenSocket {
     this._head = this._bufLen = 0;
     if (this._listening) {
       const srv = this.raw as net.Server;
-      if (srv.listening) srv.close();
+      closeServer(srv);
       for (const c of this._takePending()) c._destroy(undefined);
       return;
     }
@@ -754,6 +754,12 @@ function onDrain(this: Any): void {
 function onError(this: Any, e: unknown): void {
   this[kGreen]?._onError(e);
 }
+/** Closes a server, also one whose listen() is still resolving its host (a kill can land then). */
+function closeServer(srv: net.Server): void {
+  if (!srv.listening) srv.once('listening', () => srv.close());
+  srv.close();
+}
+
 function destroySoon(this: net.Socket): void {
   this.destroy();
 }

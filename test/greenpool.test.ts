@@ -54,6 +54,36 @@ describe('GreenPool', () => {
     expect(pool.waiting()).toBe(0);
   });
 
+  it('waitall waits for spawns still queued for a slot, and for the threads they start', async () => {
+    const pool = new GreenPool(1);
+    const log: string[] = [];
+    await pool.spawn(async () => {
+      await sleep(0.01);
+      log.push('A done');
+    });
+    const queued = spawn(() =>
+      pool.spawn(async () => {
+        await sleep(0.01);
+        log.push('B done');
+      }),
+    );
+    await tick();
+    expect(pool.waiting()).toBe(1);
+    await pool.waitall();
+    log.push('waitall returned');
+    expect(log).toEqual(['A done', 'B done', 'waitall returned']);
+    expect(pool.running()).toBe(0);
+    await queued.wait();
+  });
+
+  it('imap awaits any thenable a call returns, as spawn does', async () => {
+    const pool = new GreenPool(2);
+    const thenable = (v: number): PromiseLike<number> => ({ then: (ok?: ((x: number) => unknown) | null) => (ok?.(v * 10), undefined) as never });
+    const out: number[] = [];
+    for await (const v of pool.imap((x: number) => thenable(x), [1, 2, 3])) out.push(v);
+    expect(out).toEqual([10, 20, 30]);
+  });
+
   it('from inside a full pool, spawn runs the function inline instead of deadlocking', async () => {
     const pool = new GreenPool(1);
     const outer = await pool.spawn(async () => {

@@ -6,6 +6,7 @@ import {
   GreenThread,
   hub,
   kill,
+  KILL_FINALLY_GRACE_MS,
   Queue,
   Semaphore,
   sleep,
@@ -252,6 +253,19 @@ describe('kill', () => {
     release();
     await sleep(0.01);
     expect(afterAwait).toBe(true);
+    await expect(gt.wait()).rejects.toBeInstanceOf(GreenletExit);
+  });
+
+  it('a wait left parked by Promise.race with a foreign promise does not make kill() hang', async () => {
+    const gt = spawn(async () => {
+      await Promise.race([Promise.resolve('fast'), sleep(30)]); // the sleep stays parked, nobody awaits it
+      await new Promise(() => {}); // then a foreign await that never settles
+    });
+    await sleep(0.01);
+    const t0 = performance.now();
+    await gt.kill();
+    expect(performance.now() - t0).toBeLessThan(KILL_FINALLY_GRACE_MS + 1000);
+    expect(gt.dead).toBe(true);
     await expect(gt.wait()).rejects.toBeInstanceOf(GreenletExit);
   });
 

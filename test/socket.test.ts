@@ -106,6 +106,16 @@ describe('GreenSocket basics', () => {
     closeAll(c, s, l);
   });
 
+  it('a kill or timeout that lands while listen() is still resolving its host leaves no server behind', async () => {
+    const err = await withTimeout(0.001, () => listen(['localhost', 0])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+    const gt = spawn(() => listen(['localhost', 0]));
+    await Promise.resolve();
+    await gt.kill();
+    await delay(100); // the host lookup has long finished: a server that started listening would show now
+    expect(countResources().TCPServerWrap).toBe(before.TCPServerWrap);
+  });
+
   it('reusePort: shares a port where Node supports it, a clear error where it does not', async () => {
     const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
     const supported = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
