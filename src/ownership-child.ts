@@ -178,6 +178,9 @@ export function wait(proc: ChildProcess): Promise<number> {
 
 function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer | null> {
   if (stream === null) return Promise.resolve(null);
+  // Already read to the end (or destroyed) before communicate(): 'end'/'close' will not come again.
+  const r = stream as import('node:stream').Readable;
+  if (r.readableEnded || r.destroyed) return Promise.resolve(Buffer.alloc(0));
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));

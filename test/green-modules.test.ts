@@ -12,7 +12,7 @@ import * as realChild from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GreenletExit, isMonkeyPatched, sleep, spawn } from '../src/index.js';
+import { GreenletExit, isMonkeyPatched, sleep, spawn, withTimeout } from '../src/index.js';
 import * as gNet from '../src/green/net.js';
 import * as gTls from '../src/green/tls.js';
 import * as gTimers from '../src/green/timers.js';
@@ -231,5 +231,18 @@ describe('evy/green/child_process', () => {
     await sleep(0.05);
     await k.kill();
     await expect(pending!).rejects.toMatchObject({ signal: 'SIGTERM' });
+  });
+
+  it('communicate() after the output was already read to the end still returns', async () => {
+    const t = spawn(async () => {
+      const p = gChild.spawn(process.execPath, ['-e', 'console.log("early")']);
+      let seen = '';
+      p.stdout!.on('data', (d: Buffer) => (seen += d));
+      await p.wait();
+      if (!p.stdout!.readableEnded) await once(p.stdout!, 'end');
+      const [out] = await p.communicate();
+      return [seen.trim(), out!.length];
+    });
+    expect(await withTimeout(5, () => t.wait())).toEqual(['early', 0]);
   });
 });
