@@ -358,29 +358,26 @@ export class GreenSocket {
   /** Sends all of `data` (Buffer, Uint8Array or UTF-8 string); resolves once Node's write buffer is below
    *  its high-water mark again (backpressure). Data queued before a `close()` is still delivered. */
   sendall(data: Uint8Array | string): Promise<void> {
+    return this._write(data, 'sendall', false, 'GreenSocket.sendall');
+  }
+
+  /** @internal sendall for a makefile() file (which may outlive the socket's close()). */
+  _fileWrite(data: Uint8Array | string): Promise<void> {
+    return this._write(data, 'write', true, 'SocketFile.flush');
+  }
+
+  private _write(data: Uint8Array | string, what: string, viaFile: boolean, label: string): Promise<void> {
     const t = current();
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
-    const stop = this._writeStop(data, 'sendall', false);
+    const stop = this._writeStop(data, what, viaFile);
     if (stop !== null) return stop;
     const raw = this.raw as net.Socket;
     // write() says false for a write of >= highWaterMark bytes even when the kernel took it all at once
     // (writableLength is back to 0): wait only while Node really holds a full buffer.
     if (raw.write(data) || raw.writableLength < raw.writableHighWaterMark) return DONE;
     if (this._timeoutMs === 0) return DONE; // queued; a non-blocking socket does not wait
-    return this._waitDrain(t, 'GreenSocket.sendall');
-  }
-
-  /** @internal sendall for a makefile() file (which may outlive the socket's close()). */
-  _fileWrite(data: Uint8Array | string): Promise<void> {
-    const t = current();
-    const e = t._takeInterrupt();
-    if (e !== undefined) return Promise.reject(e);
-    const stop = this._writeStop(data, 'write', true);
-    if (stop !== null) return stop;
-    const raw = this.raw as net.Socket;
-    if (raw.write(data) || raw.writableLength < raw.writableHighWaterMark || this._timeoutMs === 0) return DONE;
-    return this._waitDrain(t, 'SocketFile.flush');
+    return this._waitDrain(t, label);
   }
 
   /** Sends `data`; resolves its length in bytes (like Evy, never a short count). */
