@@ -1,4 +1,4 @@
-/** A growable ring buffer: O(1) push/shift/pop at both ends. */
+/** A growable ring buffer: O(1) push at the back, shift at the front. */
 export class Deque<T> {
   private buf: (T | undefined)[] = new Array(16);
   private head = 0;
@@ -17,23 +17,6 @@ export class Deque<T> {
     this.head = (this.head + 1) & (this.buf.length - 1);
     this.length--;
     return item;
-  }
-
-  pop(): T | undefined {
-    if (this.length === 0) return undefined;
-    const i = (this.head + this.length - 1) & (this.buf.length - 1);
-    const item = this.buf[i];
-    this.buf[i] = undefined;
-    this.length--;
-    return item;
-  }
-
-  peek(): T | undefined {
-    return this.length === 0 ? undefined : this.buf[this.head];
-  }
-
-  *[Symbol.iterator](): IterableIterator<T> {
-    for (let i = 0; i < this.length; i++) yield this.buf[(this.head + i) & (this.buf.length - 1)] as T;
   }
 
   private grow(): void {

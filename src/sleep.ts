@@ -1,6 +1,6 @@
 import { rt } from './runtime.js';
 import { checkSeconds } from './validate.js';
-import { block, type Waiter, wakeUndefined, WaitList } from './waiter.js';
+import { block, wakeUndefined, WaitList } from './waiter.js';
 
 // sleep(0) must let I/O run, so it waits for a loop turn (setImmediate); one immediate per turn wakes
 // every thread that yielded in it, so a hundred yielding threads pay for one turn, not a hundred.
@@ -20,7 +20,7 @@ function flushIdle(): void {
  */
 export function sleep(seconds = 0): Promise<void> {
   const ms = checkSeconds(seconds);
-  const w = block<void>('sleep') as Waiter<void> | Promise<never>;
+  const w = block<void>('sleep');
   if (w instanceof Promise) return w;
   if (ms === 0) {
     if (!idleScheduled) {

@@ -116,15 +116,6 @@ export class WaitList {
     return undefined;
   }
 
-  peek(): Waiter | undefined {
-    const items = this.items;
-    for (let i = this.head; i < items.length; i++) {
-      const w = items[i];
-      if (w !== undefined && w.list === this) return w;
-    }
-    return undefined;
-  }
-
   remove(w: Waiter): void {
     if (w.list !== this) return;
     w.list = null;
