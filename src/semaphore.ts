@@ -36,14 +36,8 @@ export class Semaphore {
   }
 
   /** Runs `fn` holding one permit (Python's `with sem:`). */
-  async run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
-    checkFunction(fn);
-    await this.acquire();
-    try {
-      return await fn();
-    } finally {
-      this.release();
-    }
+  run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
+    return holding(this, fn);
   }
 
   /** Permits available now (negative after a pool shrank below its running count). */
@@ -144,14 +138,8 @@ export class CappedSemaphore {
     }
   }
 
-  async run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
-    checkFunction(fn);
-    await this.acquire();
-    try {
-      return await fn();
-    } finally {
-      await this.release();
-    }
+  run<T>(fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
+    return holding(this, fn);
   }
 
   get counter(): number {
@@ -171,3 +159,14 @@ export class CappedSemaphore {
   }
 }
 
+
+/** Runs `fn` holding one permit of `sem` (Python's `with sem:`), releasing it however fn ends. */
+async function holding<T>(sem: { acquire(): Promise<boolean>; release(): unknown }, fn: () => T | PromiseLike<T>): Promise<Awaited<T>> {
+  checkFunction(fn);
+  await sem.acquire();
+  try {
+    return await fn();
+  } finally {
+    await sem.release();
+  }
+}
