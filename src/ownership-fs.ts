@@ -88,7 +88,22 @@ function withSignal<T>(t: GreenThread, options: unknown, call: (opts: unknown) =
 export function readFile(this: unknown, path: unknown, options?: unknown): Promise<any> {
   const t = thread();
   if (t === null) return ps.orig.fsp.readFile.call(this ?? fs.promises, path, options);
-  return withSignal(t, options, (o) => ps.orig.fsp.readFile.call(this ?? fs.promises, path, o));
+  const self = this ?? fs.promises;
+  // Node 26 reads a path in one thread-pool call that never looks at the signal (a FIFO, a device or
+  // /dev/zero is read on and on, in C++, after the abort). Opening the file ourselves keeps the read in
+  // FileHandle.readFile, which checks the signal between chunks; the kill also closes the handle.
+  if (typeof path !== 'string' && !(path instanceof URL) && !Buffer.isBuffer(path)) {
+    return withSignal(t, options, (o) => ps.orig.fsp.readFile.call(self, path, o));
+  }
+  const flag = options !== null && typeof options === 'object' ? (options as { flag?: unknown }).flag : undefined;
+  return withSignal(t, options, async (o) => {
+    const fh: FileHandle = await open.call(self, path, flag ?? 'r');
+    try {
+      return await fh.readFile(o as any);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  });
 }
 
 export function writeFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
