@@ -494,7 +494,15 @@ export class GreenSocket {
         w.wake(undefined);
       }
     });
-    return w.park(null, this._timeoutMs, opTimeout);
+    return w.park(null, this._timeoutMs, opTimeout).then(() => {
+      // The event came, but a kill (or Timeout) landed before the thread resumed: the caller will not
+      // live to use (or close) the socket or server it asked for, so it must not outlive the call.
+      const late = t._takeInterrupt();
+      if (late !== undefined) {
+        this._destroy(late);
+        throw late;
+      }
+    });
   }
 
   // ---- errors and the end of the socket ------------------------------------------------------------

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -36,6 +38,25 @@ beforeEach(() => {
 afterEach(async () => {
   await expectNoLeaks(before);
 });
+
+/** Occupies every libuv thread-pool thread (each blocks opening a FIFO for reading) until the returned release(). */
+function holdThreadPool(): () => void {
+  const { dir } = tempDir('evy-pool-');
+  const n = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifos: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = join(dir, `fifo${i}`);
+    execFileSync('mkfifo', [f]);
+    fifos.push(f);
+    fs.open(f, 'r', (err, fd) => {
+      if (err === null) fs.close(fd, () => {});
+    });
+  }
+  return () => {
+    // A writer that opens (non-blocking, now that a reader waits) lets each blocked open return.
+    for (const f of fifos) fs.closeSync(fs.openSync(f, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+  };
+}
 
 /** A listening GreenSocket and a connected pair [client, server side]. */
 async function pair(host = '127.0.0.1'): Promise<[GreenSocket, GreenSocket, GreenSocket]> {
@@ -107,12 +128,39 @@ describe('GreenSocket basics', () => {
   });
 
   it('a kill or timeout that lands while listen() is still resolving its host leaves no server behind', async () => {
-    const err = await withTimeout(0.001, () => listen(['localhost', 0])).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Timeout);
-    const gt = spawn(() => listen(['localhost', 0]));
-    await Promise.resolve();
-    await gt.kill();
+    // The host lookup runs on libuv's thread pool: holding every pool thread makes sure the kill lands
+    // while the lookup is still queued (without it, 'localhost' often resolves within the 1 ms deadline).
+    const release = holdThreadPool();
+    try {
+      const err = await withTimeout(0.001, () => listen(['localhost', 0])).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Timeout);
+      const gt = spawn(() => listen(['localhost', 0]));
+      await Promise.resolve();
+      await gt.kill();
+      await expect(gt.wait()).rejects.toBeInstanceOf(GreenletExit);
+    } finally {
+      release();
+    }
     await delay(100); // the host lookup has long finished: a server that started listening would show now
+    expect(countResources().TCPServerWrap).toBe(before.TCPServerWrap);
+  });
+
+  it('a kill that lands after listen() succeeded but before the thread resumed leaves nothing behind', async () => {
+    // The kill is queued (a nextTick) from the server's first 'listening' listener: it runs after the
+    // listener that wakes listen()'s wait and before the woken thread resumes (a microtask).
+    const realListen = net.Server.prototype.listen;
+    let gt: ReturnType<typeof spawn> | undefined;
+    net.Server.prototype.listen = function (this: net.Server, ...args: any[]) {
+      this.once('listening', () => process.nextTick(() => void gt!.kill()));
+      return (realListen as any).apply(this, args);
+    } as any;
+    try {
+      gt = spawn(() => listen(['127.0.0.1', 0]));
+      await expect(gt.wait()).rejects.toBeInstanceOf(GreenletExit);
+    } finally {
+      net.Server.prototype.listen = realListen;
+    }
+    await delay(50);
     expect(countResources().TCPServerWrap).toBe(before.TCPServerWrap);
   });
 
