@@ -2,8 +2,9 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { netModule, tlsModule } from './builtins.js';
-import { invalidArgType } from './errors.js';
-import { GreenSocket, SocketError, _internal } from './socket.js';
+import { invalidArgType, SocketTimeout } from './errors.js';
+import { disown, own } from './greenthread.js';
+import { GreenSocket, SocketError, SSLError, toSocketError, _internal } from './socket.js';
 import { until } from './until.js';
 import { checkInterrupt } from './waiter.js';
 
@@ -48,9 +49,11 @@ async function load(opts: WrapSslOptions): Promise<tls.ConnectionOptions & tls.T
 /**
  * Wraps `sock` in TLS and returns the new GreenSocket (the old one must not be used any more).
  * Client side (`sock` from `connect`): performs the handshake; a failed verification rejects with an
- * `SSLError` carrying OpenSSL's code. Server side (`serverSide: true`, `sock` from `listen`): `accept()`
- * on the returned socket yields clients whose handshake has completed; handshakes run concurrently, so
- * a slow or bad client never holds up the accept loop (a failed one is dropped).
+ * `SSLError` carrying OpenSSL's code. Server side (`serverSide: true`) on a listening socket (from
+ * `listen`): `accept()` on the returned socket yields clients whose handshake has completed; handshakes
+ * run concurrently, so a slow or bad client never holds up the accept loop (a failed one is dropped).
+ * Server side on a connected socket (from `accept()`, e.g. after a STARTTLS exchange in plaintext):
+ * performs the server's handshake on it; a failed one rejects with an `SSLError`.
  */
 export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Promise<GreenSocket> {
   if (!(sock instanceof GreenSocket)) throw invalidArgType('sock', 'a GreenSocket', sock);
@@ -59,7 +62,7 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
   const serverSide = opts.serverSide ?? opts.server_side ?? false;
   const options = await load(opts);
   checkInterrupt();
-  if (serverSide) return wrapServer(sock, options);
+  if (serverSide) return sock.raw instanceof netModule().Server ? wrapServer(sock, options) : wrapAccepted(sock, options);
   if (sock.raw instanceof netModule().Server) throw new SocketError('wrapSsl: a listening socket needs serverSide: true', 'EINVAL');
 
   const raw = sock.raw as net.Socket;
@@ -79,8 +82,67 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
 
 function absorb(): void {}
 
+/** The server side of the handshake on an already connected socket (STARTTLS, SSLRequest, a per-client wrap). */
+async function wrapAccepted(sock: GreenSocket, options: tls.TlsOptions): Promise<GreenSocket> {
+  const tlsm = tlsModule();
+  if (sock.raw instanceof tlsm.TLSSocket) throw new SocketError('wrapSsl: the socket already speaks TLS', 'EINVAL');
+  const raw = sock.raw as net.Socket;
+  const reject = options.rejectUnauthorized !== false;
+  const timeout = sock.gettimeout();
+  // A tls.Server that never listens runs the handshake: it is what checks the client's certificate
+  // (a bare server-side TLSSocket never sets `authorized`). Built before the socket is detached, so
+  // options that do not parse (a bad key) leave the plain socket usable.
+  let tlsServer: tls.Server;
+  try {
+    tlsServer = tlsm.createServer({
+      ...options,
+      rejectUnauthorized: false, // decided below, so the refusal carries OpenSSL's reason
+      ...(timeout !== null ? { handshakeTimeout: Math.max(1, Math.round(timeout * 1000)) } : {}),
+    });
+  } catch (e) {
+    throw toSocketError(e);
+  }
+  sock._detach();
+  raw.allowHalfOpen = false; // half-open TCP under TLS leaks (see wrapSsl)
+  raw.on('error', absorb); // the TLS socket reports; the TCP socket under it must never crash the process
+  const handshake = new Promise<tls.TLSSocket>((resolve, fail) => {
+    tlsServer.once('secureConnection', resolve);
+    tlsServer.once('tlsClientError', (err: Error & { code?: string }, t: tls.TLSSocket) => {
+      t.destroy();
+      fail(err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? new SocketTimeout() : toSocketError(err));
+    });
+    raw.once('close', () => fail(new SSLError('wrapSsl: the peer closed the connection during the handshake', 'ECONNRESET')));
+  });
+  tlsServer.on('error', absorb);
+  // Owned for the handshake: a kill or Timeout of this thread destroys the connection.
+  const owner = own(raw, destroyRaw);
+  tlsServer.emit('connection', raw);
+  let t: tls.TLSSocket;
+  try {
+    t = await until(handshake);
+  } catch (e) {
+    raw.destroy();
+    throw e;
+  } finally {
+    disown(raw, owner);
+    tlsServer.removeAllListeners();
+  }
+  if (options.requestCert === true && reject && !t.authorized) {
+    const code = String(t.authorizationError ?? 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE');
+    t.destroy();
+    throw new SSLError(`wrapSsl: client certificate rejected (${code})`, code);
+  }
+  const g = new GreenSocket(t);
+  g.settimeout(timeout);
+  g._readPeer();
+  return g;
+}
+
+function destroyRaw(raw: net.Socket, error: unknown): void {
+  raw.destroy(error instanceof Error ? error : undefined);
+}
+
 function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
-  if (!(sock.raw instanceof netModule().Server)) throw new SocketError('wrapSsl: serverSide needs a listening socket (from listen)', 'EINVAL');
   const server = sock.raw;
   const timeout = sock.gettimeout();
   const pending = sock._takePending();

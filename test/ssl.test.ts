@@ -9,6 +9,7 @@ import {
   serve,
   sleep,
   SocketError,
+  SocketTimeout,
   spawn,
   SSLError,
   StopServe,
@@ -231,6 +232,135 @@ describe('wrapSsl', () => {
     l.close();
   });
 
+  it('serverSide on an accepted connection: STARTTLS through serve, PEM or keyfile/certfile, per client', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const addr = l.getsockname() as [string, number];
+    const served: string[] = [];
+    let n = 0;
+    const server = spawn(serve, l, async (c: GreenSocket) => {
+      const f = c.makefile('rw');
+      await f.write('220 ready\r\n');
+      await f.flush();
+      expect(await f.readline()).toBe('STARTTLS\r\n');
+      await f.write('220 go ahead\r\n');
+      await f.flush();
+      f.close();
+      // odd clients get PEM strings, even ones the file paths
+      const keys = n++ % 2 === 0 ? { key: certs.serverKey, cert: certs.serverCert } : { keyfile: certs.files.serverKey, certfile: certs.files.serverCert };
+      const peer = c.getpeername();
+      const s = await wrapSsl(c, { serverSide: true, ...keys });
+      expect(s.raw).toBeInstanceOf(tls.TLSSocket);
+      expect(s.getpeername()).toEqual(peer);
+      const sf = s.makefile('r');
+      const line = await sf.readline();
+      sf.close();
+      served.push(line);
+      if (line === 'quit\n') {
+        s.close();
+        throw new StopServe();
+      }
+      await s.sendall(`secure ${line}`);
+      s.close();
+    });
+    for (const word of ['one', 'two', 'quit']) {
+      const plain = await connect(addr);
+      const f = plain.makefile('rw');
+      expect(await f.readline()).toBe('220 ready\r\n');
+      await f.write('STARTTLS\r\n');
+      await f.flush();
+      expect(await f.readline()).toBe('220 go ahead\r\n');
+      f.close();
+      const c = await wrapSsl(plain, { ca: certs.caCert, servername: 'localhost' });
+      expect((c.raw as tls.TLSSocket).authorized).toBe(true);
+      await c.sendall(`${word}\n`);
+      if (word !== 'quit') {
+        const cf = c.makefile('r');
+        expect((await cf.read()).toString()).toBe(`secure ${word}\n`);
+        cf.close();
+      }
+      c.close();
+    }
+    await server.wait();
+    expect(served).toEqual(['one\n', 'two\n', 'quit\n']);
+    l.close();
+  });
+
+  it('serverSide on an accepted connection: a client that fails verification gets an SSLError naming why', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const addr = l.getsockname() as [string, number];
+    const cases = [
+      // no CA given: the leaf cannot be checked against anything the client trusts
+      { cert: certs.serverCert, client: {}, code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+      // the server sends its CA along, which the client does not trust
+      { cert: certs.serverCert + certs.caCert, client: {}, code: 'SELF_SIGNED_CERT_IN_CHAIN' },
+      { cert: certs.rogueCert, key: certs.rogueKey, client: { ca: certs.caCert, servername: 'localhost' }, code: 'DEPTH_ZERO_SELF_SIGNED_CERT' },
+    ];
+    for (const k of cases) {
+      const srv = spawn(async () => {
+        const [c] = await l.accept();
+        return wrapSsl(c, { serverSide: true, key: k.key ?? certs.serverKey, cert: k.cert }).catch((x: unknown) => x);
+      });
+      const e = await wrapSsl(await connect(addr), k.client).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(SSLError);
+      expect((e as SSLError).code).toBe(k.code);
+      // the server's side of the handshake fails too (the client's alert), it does not hang
+      const se = await srv.wait();
+      expect(se).toBeInstanceOf(SocketError);
+      expect(se).not.toBeInstanceOf(GreenSocket);
+    }
+    l.close();
+  });
+
+  it('serverSide on an accepted connection with requestCert: a client without a certificate is refused', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const addr = l.getsockname() as [string, number];
+    const opts = { serverSide: true, key: certs.serverKey, cert: certs.serverCert, ca: certs.caCert, requestCert: true };
+    const srv = spawn(async () => {
+      const results: unknown[] = [];
+      for (let i = 0; i < 2; i++) {
+        const [c] = await l.accept();
+        const s = await wrapSsl(c, opts).catch((x: unknown) => x);
+        if (s instanceof GreenSocket) {
+          results.push((s.raw as tls.TLSSocket).getPeerCertificate().subject.CN);
+          await s.sendall('welcome');
+          s.close();
+        } else results.push(s);
+      }
+      return results;
+    });
+    const anon = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' }).catch((x: unknown) => x);
+    if (anon instanceof GreenSocket) {
+      // TLS 1.3: the client's side completes before the server has looked at its (missing) certificate
+      expect((await anon.recv(10).catch((x: unknown) => x)) as Buffer).not.toEqual(Buffer.from('welcome'));
+      anon.close();
+    } else expect(anon).toBeInstanceOf(SSLError);
+    const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost', key: certs.clientKey, cert: certs.clientCert });
+    expect((await c.recv(100)).toString()).toBe('welcome');
+    c.close();
+    const [refused, cn] = await srv.wait();
+    expect(refused).toBeInstanceOf(SSLError);
+    expect((refused as SSLError).code).toMatch(/CERT|CERTIFICATE/);
+    expect(cn).toBe('evy client');
+    l.close();
+  });
+
+  it('serverSide on an accepted connection: a client that never handshakes is cut by withTimeout or settimeout', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const addr = l.getsockname() as [string, number];
+    const mute = await connect(addr);
+    const [c] = await l.accept();
+    const e = await withTimeout(0.1, () => wrapSsl(c, { serverSide: true, key: certs.serverKey, cert: certs.serverCert })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(Timeout);
+    expect((await mute.recv(10)).length).toBe(0); // the server side was destroyed
+    mute.close();
+    const mute2 = await connect(addr);
+    const [c2] = await l.accept();
+    c2.settimeout(0.1);
+    await expect(wrapSsl(c2, { serverSide: true, key: certs.serverKey, cert: certs.serverCert })).rejects.toBeInstanceOf(SocketTimeout);
+    mute2.close();
+    l.close();
+  });
+
   it('errors: the old socket is unusable after wrapping; wrong sides are refused', async () => {
     const [l, addr] = await tlsListener();
     const plain = await connect(addr);
@@ -239,7 +369,7 @@ describe('wrapSsl', () => {
     await expect(wrapSsl(plain)).rejects.toMatchObject({ code: 'EBADF' });
     const l2 = await listen(['127.0.0.1', 0]);
     await expect(wrapSsl(l2)).rejects.toMatchObject({ code: 'EINVAL' });
-    await expect(wrapSsl(c, { serverSide: true })).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(wrapSsl(c, { serverSide: true })).rejects.toMatchObject({ code: 'EINVAL' }); // already TLS
     await expect(wrapSsl({} as any)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
     expect(net.isIP(addr[0])).toBe(4);
     for (const x of [c, l, l2]) x.close();
