@@ -28,6 +28,7 @@ interface DebugState {
   tracking: boolean;
   trackingSince: number;
   stacks: boolean;
+  /** Spawn time, site and parent of the threads spawned while tracking was on (the live ones are on the core's list). */
   registry: Map<GreenThread, ThreadInfo>;
   sweepAt: number;
   /** Roots of running leaks() scans: threads spawned under them are added. */
@@ -67,6 +68,8 @@ export const EVY_DIR = (() => {
 
 // ---- thread tracking --------------------------------------------------------------------------------
 
+// The list of live threads is the core's (greenthread.ts keeps every spawned thread on a list headed by main
+// until it settles): a dump lists them all with no setup. This hook, opt-in, adds spawn time, site and parent.
 const onSpawn: SpawnHook = (t) => {
   const parent = current();
   if (state.tracking) {
@@ -97,10 +100,17 @@ function syncHook(): void {
   else delete rt.ext.onSpawn;
 }
 
+/** The live spawned threads, oldest first (the core's list is newest first). */
+function liveThreads(): GreenThread[] {
+  const out: GreenThread[] = [];
+  for (let t = rt.main!._liveNext; t !== null; t = t._liveNext) out.push(t);
+  return out.reverse();
+}
+
 /**
- * Turns live-thread tracking on or off. While on, each spawn records its time and (when `stacks`, the
- * default) its spawn site, so `formatThreads()` can list every live thread. Threads spawned while it was off
- * are not listed. Costs roughly one stack capture per spawn; nothing when off.
+ * Turns spawn-site tracking on or off. Every live thread is listed by `threads()`/`formatThreads()` without
+ * it; while on, each spawn also records its time, parent and (when `stacks`, the default) its spawn site,
+ * shown as age, "spawned by" and "spawned at". Costs roughly one stack capture per spawn; nothing when off.
  */
 export function trackThreads(on = true, options: { stacks?: boolean } = {}): void {
   checkBoolean(on, 'on');
@@ -125,13 +135,14 @@ export interface ThreadReport {
   parent: string | null;
 }
 
-/** The live green threads, as plain objects (main first). Needs `trackThreads()` for all but main and current. */
+/** The live green threads, as plain objects (main first, then in spawn order). No setup needed. */
 export function threads(): ThreadReport[] {
   sweep();
   const list: GreenThread[] = [rt.main!];
   const cur = current();
-  if (cur !== rt.main && !state.registry.has(cur)) list.push(cur);
-  for (const t of state.registry.keys()) list.push(t);
+  const live = liveThreads();
+  if (cur !== rt.main && !live.includes(cur)) list.push(cur);
+  for (const t of live) list.push(t);
   const now = performance.now();
   return list.map((t) => describeThread(t, state.registry.get(t) ?? null, now, cur));
 }
@@ -177,7 +188,9 @@ const STATE_TEXT: Record<string, string> = {
 export function formatThreads(): string {
   const list = threads();
   const lines: string[] = [];
-  const since = state.tracking ? `tracking on for ${fmtSec((performance.now() - state.trackingSince) / 1000)}` : 'tracking OFF: only main and the current thread are known (call evy.debug.trackThreads() early)';
+  const since = state.tracking
+    ? `spawn sites tracked for ${fmtSec((performance.now() - state.trackingSince) / 1000)}`
+    : 'spawn sites and ages: call evy.debug.trackThreads()';
   lines.push(`evy: ${list.length} live green thread${list.length === 1 ? '' : 's'} (${since})`);
   for (const t of list) {
     let head = `${t === list[0] ? '*' : '-'} ${t.name} [#${t.id}] ${STATE_TEXT[t.state] ?? t.state}`;

@@ -83,7 +83,7 @@ describe('backdoor', () => {
     app.name = 'app-worker';
     await sleep(0.01);
     const dump = await a.eval('.threads');
-    expect(dump).toMatch(/evy: \d+ live green threads \(tracking on/);
+    expect(dump).toMatch(/evy: \d+ live green threads \(spawn sites tracked for/);
     expect(dump).toMatch(/- app-worker \[#\d+\] parked on sleep/);
     expect(dump).toMatch(/evy\.backdoor session 127\.0\.0\.1:\d+ \[#\d+\] running/);
     expect(dump).toMatch(/- evy\.backdoor \[#\d+\] parked on /); // the accept loop

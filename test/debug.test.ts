@@ -25,6 +25,39 @@ function runFixture(file: string, env: Record<string, string> = {}): Promise<{ c
 }
 
 describe('formatThreads / threads', () => {
+  it('lists every live thread with no setup: name, state, what it is parked on, what it owns', async () => {
+    // No trackThreads() anywhere before this test: the dump must still see every thread.
+    const q = new Queue<number>();
+    const consumer = spawn(() => q.get());
+    consumer.name = 'consumer';
+    const l = await listen(['127.0.0.1', 0]);
+    const acceptor = spawn(() => l.accept());
+    acceptor.name = 'acceptor';
+    const notYet = spawn(() => 1);
+    notYet.name = 'not-started';
+    expect(debug.threads().find((t) => t.name === 'not-started')?.state).toBe('ready');
+    await sleep(0.01);
+    const list = debug.threads();
+    expect(list[0]).toBe(list.find((t) => t.id === evy.getcurrent().id));
+    const c = list.find((t) => t.name === 'consumer')!;
+    expect(c).toMatchObject({ state: 'parked', parkedOn: ['Queue.get'], spawnSite: null, age: null });
+    const a = list.find((t) => t.name === 'acceptor')!;
+    expect(a.parkedOn).toEqual(['GreenSocket.accept']);
+    expect(a.owned.join(' ')).toMatch(/GreenSocket|listen|Server/);
+    expect(list.some((t) => t.name === 'not-started')).toBe(false); // finished threads leave the list
+    const dump = debug.formatThreads();
+    expect(dump).toMatch(/- consumer \[#\d+\] parked on Queue\.get/);
+    expect(dump).toMatch(/- acceptor \[#\d+\] parked on GreenSocket\.accept/);
+    q.put(1);
+    await consumer.wait();
+    await acceptor.kill(); // (the kill destroys the listening socket the acceptor owned)
+    l.close();
+    await sleep(0.02);
+    const names = debug.threads().map((t) => t.name);
+    expect(names).not.toContain('consumer');
+    expect(names).not.toContain('acceptor');
+  });
+
   it('lists live threads with state, primitive, owned resources, age and spawn site', async () => {
     debug.trackThreads(true);
     try {
@@ -97,8 +130,8 @@ describe('formatThreads / threads', () => {
     }
   });
 
-  it('names the threads spawned by a thread and says when tracking is off', async () => {
-    expect(debug.formatThreads()).toMatch(/tracking OFF/);
+  it('names the threads spawned by a thread and says how to get spawn sites', async () => {
+    expect(debug.formatThreads()).toMatch(/spawn sites and ages: call evy\.debug\.trackThreads\(\)/);
     debug.trackThreads(true, { stacks: false });
     try {
       const parent = spawn(async () => {
