@@ -9,12 +9,14 @@
 //   spawn/exec/execFile/fork replaced by versions whose children have wait()/communicate().
 // Then module.syncBuiltinESMExports(), so ESM named imports bound earlier see the change.
 //
-// net, tls and child_process are not loaded by an app that does not use them, and loading them costs
-// ~4-12 ms; nothing can be owned before the first spawn, so their hooks go in at the first spawn (or at
-// once when the module is already loaded). The register entry therefore adds almost nothing to startup.
+// Everything is patched at once, net and child_process included, so that the module objects the app
+// sees hold what isMonkeyPatched says from its first line (a CJS `const { spawn } = require(...)` at the
+// top of a file gets the green spawn). Deferring them to the first spawn saved ~1-3 ms of startup but
+// left the app's early copies unpatched. tls is not loaded for this: its sockets inherit net.Socket's
+// prototype hooks (loading node:tls alone costs 3-19 ms). Measured in README "Benchmarks".
 import { invalidArgType } from './errors.js';
 import { rt } from './runtime.js';
-import { atFirstSpawn, builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
+import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
 import { installNetHooks, uninstallNetHooks } from './ownership-net.js';
 import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './ownership-child.js';
 import * as greenTimers from './ownership-timers.js';
@@ -109,10 +111,6 @@ function slot(list: (() => void)[], obj: any, key: string, value: unknown): void
 
 const TIMER_NAMES = ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate'] as const;
 
-function moduleLoaded(id: string): boolean {
-  return (process as NodeJS.Process & { moduleLoadList: string[] }).moduleLoadList.includes(`NativeModule ${id}`);
-}
-
 const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
   timers(undo) {
     for (const n of TIMER_NAMES) {
@@ -148,9 +146,8 @@ const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
         for (let i = list.length - 1; i >= 0; i--) list[i]!();
       });
     };
-    const cancel = rt.als !== null || moduleLoaded('child_process') ? (install(), () => {}) : atFirstSpawn(install);
+    install();
     undo.push(() => {
-      cancel();
       ps.on.child_process = false;
       uninstallChildHooks();
     });
@@ -162,9 +159,8 @@ function netLike(undo: (() => void)[], name: 'net' | 'tls'): void {
   const install = (): void => {
     if (ps.on.net || ps.on.tls) installNetHooks();
   };
-  const cancel = rt.als !== null || moduleLoaded('net') ? (install(), () => {}) : atFirstSpawn(install);
+  install();
   undo.push(() => {
-    cancel();
     ps.on[name] = false;
     if (!ps.on.net && !ps.on.tls) uninstallNetHooks();
   });

@@ -1,5 +1,10 @@
 // `node --import ./register.mjs` / `--require ./register.cjs` on real fixture apps, in real processes.
-import { execFile } from 'node:child_process';
+import childProcess, { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import timers from 'node:timers';
+import tls from 'node:tls';
 import http from 'node:http';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -73,20 +78,48 @@ describe('node --import ./register.mjs', () => {
     expect(patched.stderr).toBe('');
   });
 
-  it('register creates no ALS and loads no net/tls/child_process; the first spawn installs their hooks', async () => {
+  it('register creates no ALS and does not load tls; net and child_process are patched before the app runs', async () => {
     const out = json(await node([...IMPORT, 'startup-state.mjs']));
     expect(out).toEqual({
       registered: 'import',
       alsBeforeSpawn: null,
-      loadedAtStart: [],
+      loadedAtStart: ['net', 'child_process'],
       timersGreen: true,
+      netHooksAtStart: true,
+      childHooksAtStart: true,
       alsAfterSpawn: true,
-      netHooksAfterSpawn: true,
-      childHooksAfterSpawn: true,
     });
     const timersOnly = json(await node([...IMPORT, 'startup-state.mjs'], { EVY_PATCH: 'timers' }));
-    expect(timersOnly.netHooksAfterSpawn).toBe(false);
-    expect(timersOnly.childHooksAfterSpawn).toBe(false);
+    expect(timersOnly.loadedAtStart).toEqual([]);
+    expect(timersOnly.netHooksAtStart).toBe(false);
+    expect(timersOnly.childHooksAtStart).toBe(false);
+  });
+
+  it("what a CJS app copies on its first line is what isMonkeyPatched says (--require and --import; EVY_PATCH)", async () => {
+    // Fingerprints of the originals, taken in this process (which register never patched).
+    const sha1 = (fn: unknown): string => createHash('sha1').update(String(fn)).digest('hex');
+    const originals: Record<string, string> = {
+      child_process: sha1(childProcess.spawn),
+      net: sha1(net.Socket.prototype.connect),
+      tls: sha1(tls.TLSSocket.prototype.connect),
+      timers: sha1(timers.setTimeout),
+      fs: sha1(fs.promises.readFile),
+    };
+    for (const [args, env] of [[REQUIRE, {}], [IMPORT, {}], [REQUIRE, { EVY_PATCH: 'timers,fs' }]] as const) {
+      const out = json(await node([...args, 'early-copies.cjs'], env));
+      for (const name of Object.keys(originals)) {
+        // patched <=> the function the app holds is not Node's own
+        expect({ name, patched: out.patched[name] }).toEqual({ name, patched: out.fingerprints[name] !== originals[name] });
+      }
+      const all = Object.keys(env).length === 0;
+      expect(out.patched.child_process).toBe(all);
+      expect(out.childHasWait).toBe(all);
+      expect(out.childHasCommunicate).toBe(all);
+      if (all) {
+        expect(out.childOutput).toBe('hi from the child');
+        expect(out.returncode).toBe(0);
+      }
+    }
   });
 
   it('withTimeout(0.5) around http.get to a silent server: ~0.5 s, and nothing of the thread is left', async () => {
