@@ -3,10 +3,14 @@
 //   2. dispatch pattern - a server fanning posted feeds out to a GreenPile of parsers (examples/dispatch.mjs)
 //   3. server pattern   - a blocking-style echo server, one green thread per client (examples/echo-server.mjs)
 //   4. producer/consumer - a bounded Queue feeding a GreenPool of workers
+//   5. the hook         - a program that knows nothing of evy, under `node --import evy/register`, cut by withTimeout
 // Each part says what it did, how long it took and how many green threads ran at once. Takes a few seconds.
 import { GreenPool, Queue, connect, listen, serve, sleep, spawn } from '../dist/index.js';
 import { crawl, serveSite } from './crawler.mjs';
 import { post, serveFeeds, startDispatcher } from './dispatch.mjs';
+import { spawn as spawnProcess } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
 
 const secs = (t0) => ((performance.now() - t0) / 1000).toFixed(2);
 const heading = (s) => console.log(`\n== ${s}`);
@@ -149,6 +153,25 @@ heading('4. producer/consumer: a bounded Queue feeding a GreenPool of workers');
       `${maxBusy} busy at once, the producer waited for room ${producerWaits} times; ` +
       `sum of squares ${sum} (${sum === expected ? 'correct' : `WRONG, expected ${expected}`})`,
   );
+}
+
+// ---- 5. the hook -------------------------------------------------------------------------------------
+heading('5. the hook: an unchanged program made killable (examples/unaware-app.mjs under node --import evy/register)');
+{
+  // A server that accepts and never answers, here, so that the other process's resources are only its own.
+  const silent = http.createServer(() => {}).listen(0, '127.0.0.1');
+  await new Promise((r) => silent.once('listening', r));
+  const url = `http://127.0.0.1:${silent.address().port}/`;
+  console.log(`the app: a setInterval, a \`sleep 30\` child, and http.get(${url}) to a server that never answers`);
+  const register = fileURLToPath(new URL('../register.mjs', import.meta.url));
+  const runner = fileURLToPath(new URL('./hook-run.mjs', import.meta.url));
+  const child = spawnProcess(process.execPath, ['--import', register, runner, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  await new Promise((r) => child.once('close', r));
+  for (const line of out.trimEnd().split('\n')) console.log(line);
+  silent.closeAllConnections();
+  silent.close();
 }
 
 console.log(`\ntour done in ${secs(tourStart)} s. Next: docs/examples.md`);

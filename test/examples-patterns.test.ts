@@ -2,8 +2,10 @@
 // (dispatch pattern) and the `npm start` tour. Each is run as a program (it must finish by itself, exit 0,
 // and say what it did) and its functions are driven directly over real http/https sockets on 127.0.0.1.
 import { spawn as spawnProcess } from 'node:child_process';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path, { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
 import { removeSnapshot, snapshotPackage } from './helpers/snapshot.js';
@@ -208,4 +210,50 @@ describe('npm start: examples/demo.mjs', () => {
     expect(r.out).toMatch(/tour done in [\d.]+ s/);
     expect(r.ms).toBeLessThan(15_000);
   });
+
+  it('part 5: an unaware program under --import evy/register is cut by withTimeout and leaves nothing', async () => {
+    const r = await run(['examples/demo.mjs'], 30_000);
+    expect(r.code).toBe(0);
+    const part = r.out.slice(r.out.indexOf('== 5. the hook'));
+    expect(part).toMatch(/patched by the hook: net, timers, child_process\n/);
+    expect(part).toMatch(/withTimeout\(0\.5\) cut main\(\) after 0\.\d+ s: Timeout\n/);
+    const list = (label: string): string => new RegExp(`resources ${label}: +(.*)\n`).exec(part)?.[1] ?? 'missing';
+    // While it ran, the app held a socket, a child and an interval; afterwards exactly what was there before.
+    expect(list('during')).toMatch(/ProcessWrap/);
+    expect(list('during')).toMatch(/TCPSocketWrap/);
+    expect(list('during')).toMatch(/Timeout/);
+    expect(list('after')).toBe(list('before'));
+    expect(list('after')).not.toMatch(/ProcessWrap|TCPSocketWrap|Timeout/);
+    expect(part).toMatch(/nothing of the app is left/);
+  });
+
+  it('npm start builds only when dist/ is stale, in one quiet line', async () => {
+    // A tree with sources and a build, whose times the test sets (the real build is not touched).
+    const tree = mkdtempSync(join(tmpdir(), 'evy-stale-'));
+    try {
+      for (const f of ['src/index.ts', 'tsup.config.ts', 'package.json', 'dist/index.js', 'dist/index.cjs', 'dist/register.js']) {
+        mkdirSync(dirname(join(tree, f)), { recursive: true });
+        writeFileSync(join(tree, f), '');
+      }
+      const at = (f: string, s: number): void => utimesSync(join(tree, f), s, s);
+      for (const f of ['src/index.ts', 'tsup.config.ts', 'package.json']) at(f, 1_000_000);
+      for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/register.js']) at(f, 2_000_000);
+      const script = fileURLToPath(new URL('../examples/build-if-stale.mjs', import.meta.url));
+      const go = (): Promise<Run> =>
+        new Promise((resolve) => {
+          const c = spawnProcess(process.execPath, [script], { env: { ...process.env, EVY_BUILD_ROOT: tree, EVY_BUILD_DRY_RUN: '1' } });
+          let out = '';
+          let err = '';
+          c.stdout.on('data', (d) => (out += d));
+          c.stderr.on('data', (d) => (err += d));
+          c.once('close', (code) => resolve({ code, out, err, ms: 0 }));
+        });
+      expect(await go()).toMatchObject({ code: 0, out: '', err: '' }); // fresh: nothing to do, nothing printed
+      at('src/index.ts', 3_000_000);
+      expect(await go()).toMatchObject({ code: 0, out: 'building dist/ (sources changed since the last build)... done\n', err: '' });
+    } finally {
+      rmSync(tree, { recursive: true, force: true });
+    }
+  });
 });
+
