@@ -18,6 +18,7 @@ import { addSpawnHook } from '../spawn-hooks.js';
 import { monkeyPatch } from '../patch.js';
 import { EVY_DIR } from '../debug.js';
 import { patchOptionsFromEnv } from '../register.js';
+import { debug as debugLog } from '../ownership-state.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
@@ -303,7 +304,9 @@ export class TestScope {
     const done = (): void => {
       if (--running === 0) armExit();
     };
-    return gt.wait().then(
+    // Waited for from the main thread: the caller may be running in the context of a killed test's thread
+    // (a runner's timer armed from inside a test body), whose evy waits all throw its kill error.
+    return unowned(() => gt.wait()).then(
       (v) => {
         done();
         return v;
@@ -326,6 +329,11 @@ export class TestScope {
     const waiting = this.waitingOn();
     const err = new EvyError(`test "${this.name}" was stopped by the test runner${reason instanceof Error ? `: ${reason.message}` : ''}`, 'ERR_EVY_TEST_KILLED');
     this.killed = err;
+    // What the kill destroys may make a library emit 'error' on an emitter of its own that has no listener
+    // (pg.Client: "Connection terminated unexpectedly"): thrown from inside the handle's event dispatch, it
+    // would land in the runner as an uncaught exception blamed on a later test. Absorbed there instead.
+    for (const t of this.threads) if (!t.dead && t._owned !== null) for (const r of t._owned.keys()) guardEmit(r);
+    for (const c of this.created) guardEmit(c.res);
     for (const t of this.threads) if (!t.dead) void t.kill(err);
     for (const c of this.created) {
       if (!isOpen(c) || usedElsewhere(c)) continue;
@@ -369,6 +377,9 @@ export class TestScope {
    * The end of the test (after its per-test hooks): what it left open. When `close`, those resources are
    * closed (with the leak error); the rest it created that is still open is remembered for the exit explainer.
    */
+  /** Where the first leak of the last finish() was created (the stack a leak failure points at). */
+  firstLeakAt: Error | null = null;
+
   finish(close_ = true): string[] {
     if (this.ended) return [];
     this.ended = true;
@@ -376,6 +387,7 @@ export class TestScope {
     const err = new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK');
     for (const c of this.created) {
       if (isLeak(c)) {
+        this.firstLeakAt ??= c.where;
         leaks.push(withSite(c));
         if (close_) close(c, err);
         else lingering.add(c);
@@ -387,7 +399,27 @@ export class TestScope {
   }
 }
 
+const kGuarded = Symbol('evy.testing.guarded');
+
+/** Errors thrown by listeners while a destroyed handle dispatches its last events are absorbed (NODE_DEBUG=evy shows them). */
+function guardEmit(r: any): void {
+  if (r === null || typeof r !== 'object' || typeof r.emit !== 'function' || r[kGuarded] === true) return;
+  const kind = kindOf(r);
+  if (kind !== 'socket' && kind !== 'child' && kind !== 'stream' && kind !== 'server') return;
+  r[kGuarded] = true;
+  const emit = r.emit;
+  r.emit = function guardedEmit(this: unknown, ...args: unknown[]) {
+    try {
+      return emit.apply(this, args);
+    } catch (e) {
+      debugLog('absorbed an error thrown while a killed test\'s handle emitted %s: %o', args[0], e);
+      return false;
+    }
+  };
+}
+
 function close(c: Created, err: unknown): void {
+  guardEmit(c.res);
   lingering.delete(c);
   try {
     c.destroy(c.res, err);
@@ -433,6 +465,9 @@ export function leakVerdict(scope: TestScope): TestLeakError | null {
   const leaks = scope.finish(true);
   if (leaks.length === 0) return null;
   const err = new TestLeakError(scope.name, leaks);
+  // The stack points at the line that created the (first) leaked resource, not into evy.
+  const frames = (scope.firstLeakAt?.stack ?? '').split('\n').filter((l) => l.trim().startsWith('at ') && !l.includes(EVY_DIR + sep) && !l.includes('node:'));
+  err.stack = `${err.name}: ${err.message}\n${frames.join('\n')}`;
   if (S.leaks === 'fail') return err;
   process.stderr.write(`evy: warning: ${err.message}\n`);
   return null;

@@ -9,6 +9,7 @@
 // fails the hook, not the test: so the pass of a test is held back until its afterEach hooks have run, and
 // the leak check can then fail the test itself.
 import { EvyError } from '../errors.js';
+import { unowned } from '../greenthread.js';
 import { configure, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, armExit, abortAll, type TestScope } from './core.js';
 
 export { configure, type TestingOptions, type LeakPolicy } from './core.js';
@@ -121,6 +122,13 @@ function install(): void {
       this.async = callback ? fn.length : 0;
       this.sync = !this.async;
     }
+  };
+
+  // `this.timeout(n)` inside a body re-arms mocha's timer from the test's own thread: the timer's callback
+  // (mocha's whole move to the next test) would then run in the context of the thread it kills.
+  const resetTimeout = RP.resetTimeout as Fn;
+  RP.resetTimeout = function resetTimeout_(this: any, ...args: unknown[]) {
+    return unowned(() => resetTimeout.apply(this, args));
   };
 
   const timeoutError = RP._timeoutError as Fn;

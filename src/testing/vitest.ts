@@ -1,4 +1,5 @@
-// evy/vitest: `test: { runner: 'evy/vitest' }` in vitest.config (vitest 3.2 and 4.x). A runner class, so
+// evy/vitest: `test: { runner: 'evy/vitest' }` in vitest.config (vitest 3.2 and 4.x; the entry is vitest.mjs,
+// which picks vitest's runner class for the installed version). A runner class, so
 // that everything happens inside the worker process that runs the tests (a kill from the main process
 // could not reach the test's children or sockets).
 //
@@ -7,13 +8,22 @@
 // vitest aborts `context.signal` with its timeout error, synchronously, before it rejects: the adapter
 // kills the test's threads right there and appends what the test was waiting on to that error's message.
 // The leak check runs in onAfterRunTask, after the afterEach hooks, and fails the test itself.
-import { VitestTestRunner } from 'vitest/runners';
-import { getFn, getHooks, setFn } from 'vitest/suite';
 import { abortAll, armExit, configure, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, type TestScope } from './core.js';
 
 export { configure, type TestingOptions, type LeakPolicy } from './core.js';
 
 type Fn = (...a: any[]) => any;
+/** What the adapter needs from vitest: its default runner class and the task accessors (see vitest.mjs). */
+export interface VitestApi {
+  Base: new (config: any) => any;
+  getFn: Fn;
+  /** null on vitest 4.1 (its TestRunner.setTestFn is getFn): the runner's runTask() runs the test instead. */
+  setFn: Fn | null;
+  getHooks: Fn;
+}
+let getFn: Fn;
+let setFn: Fn | null;
+let getHooks: Fn;
 const kScope = Symbol('evy.vitest.scope');
 const kWrapped = Symbol('evy.vitest.wrapped');
 
@@ -56,6 +66,7 @@ function watchSignal(test: any, scope: TestScope): void {
 }
 
 function wrapTest(test: any): void {
+  if (setFn === null) return; // runTask() does it
   const fn = getFn(test) as Fn | undefined;
   if (typeof fn !== 'function' || (fn as any)[kWrapped]) return;
   const wrapped = function (this: unknown, ...args: unknown[]) {
@@ -63,7 +74,7 @@ function wrapTest(test: any): void {
     return scope.run(fn, this, args, scope.name);
   };
   (wrapped as any)[kWrapped] = true;
-  setFn(test, wrapped as any);
+  setFn!(test, wrapped as any);
 }
 
 function wrapEach(hook: Fn): Fn {
@@ -102,44 +113,54 @@ function walk(task: any): void {
   }
 }
 
-/** vitest's default runner, with each test in a green thread (see the top of this file). */
-// Typed loosely: the base class differs between vitest 3.2 and 4.x.
-const Base = VitestTestRunner as unknown as new (config: any) => any;
+/** vitest's default runner class, extended so that each test runs in a green thread (see the top of this file). */
+export function createRunner(api: VitestApi): new (config: any) => any {
+  ({ getFn, setFn, getHooks } = api);
 
-export default class EvyVitestRunner extends Base {
-  onCollected(files: any[]): unknown {
-    for (const f of files) walk(f);
-    return super.onCollected?.(files);
-  }
-
-  onAfterRunTask(test: any): unknown {
-    const scope: TestScope | undefined = test[kScope];
-    if (scope !== undefined && !scope.ended) {
-      const result = test.result;
-      if (result?.state === 'pass' && scope.killed === undefined) {
-        const err = leakVerdict(scope);
-        if (err !== null) {
-          result.state = 'fail';
-          // vitest sends results to the main process as plain data: the error as it serializes errors.
-          (result.errors ??= []).push({ name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks });
-        }
-      } else {
-        scope.finish(true); // failed or killed: close what is left, quietly
-      }
+  const Runner = class EvyVitestRunner extends api.Base {
+    onCollected(files: any[]): unknown {
+      for (const f of files) walk(f);
+      return super.onCollected?.(files);
     }
-    return super.onAfterRunTask?.(test);
-  }
 
-  onAfterRunFiles(files?: any): unknown {
-    abortAll();
-    armExit();
-    return super.onAfterRunFiles?.(files);
-  }
+    /** vitest >= 4.1 calls this instead of the test function, when a runner has it. */
+    runTask(test: any): Promise<unknown> {
+      const fn = getFn(test) as Fn;
+      const scope = scopeOf(test);
+      return scope.run(fn, undefined, [], scope.name);
+    }
 
-  cancel(reason: any): unknown {
-    abortAll(reason);
-    return super.cancel?.(reason);
-  }
+    onAfterRunTask(test: any): unknown {
+      const scope: TestScope | undefined = test[kScope];
+      if (scope !== undefined && !scope.ended) {
+        const result = test.result;
+        if (result?.state === 'pass' && scope.killed === undefined) {
+          const err = leakVerdict(scope);
+          if (err !== null) {
+            result.state = 'fail';
+            // vitest sends results to the main process as plain data: the error as it serializes errors.
+            (result.errors ??= []).push({ name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks });
+          }
+        } else {
+          scope.finish(true); // failed or killed: close what is left, quietly
+        }
+      }
+      return super.onAfterRunTask?.(test);
+    }
+
+    onAfterRunFiles(files?: any): unknown {
+      abortAll();
+      armExit();
+      return super.onAfterRunFiles?.(files);
+    }
+
+    cancel(reason: any): unknown {
+      abortAll(reason);
+      return super.cancel?.(reason);
+    }
+  };
+  // Without setFn (4.1) runTask runs each test; with it (3.2), the functions were rewrapped at collection
+  // and runTask must not exist (3.2 would then skip the test function).
+  if (setFn !== null) delete (Runner.prototype as { runTask?: unknown }).runTask;
+  return Runner;
 }
-
-export { EvyVitestRunner };

@@ -141,6 +141,10 @@ export const checks = {
 };
 
 export const others = {
+  /** The last test of a file: records when it ended, to measure how long the runner takes to exit after it. */
+  async last() {
+    if (process.env.EVY_MEASURE_FILE) appendFileSync(process.env.EVY_MEASURE_FILE, `${JSON.stringify({ what: 'last test end', at: Date.now() })}\n`);
+  },
   async quickTimer() {
     await delay(20);
   },

@@ -25,5 +25,11 @@ test('mock.timers work inside a green thread', () => {
   assert.equal(fired, true);
 });
 test('a short wait passes', others.quickTimer);
+test('callback-style tests still work', (t, done) => {
+  setTimeout(done, 5);
+});
 test('a server closed by its test is no leak', others.closedServerIsNoLeak);
-test('an awaited child is no leak', others.awaitedChildIsNoLeak);
+test('an awaited child is no leak', async () => {
+  await others.awaitedChildIsNoLeak();
+  await others.last();
+});
