@@ -108,7 +108,7 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
   for (const major of [22, 24, 26]) {
     test(`node --import evy/node-test --test (Node ${major}): timeouts kill, the leak fails, 10/10 after them pass`, async () => {
       const dir = project('node-test', [`pg@${version('pg')}`]);
-      const r = await run(dir, nodeBin(major), ['--import', 'evy/node-test', '--test']);
+      const r = await run(dir, nodeBin(major), ['--import', 'evy/node-test', '--test', '--test-reporter=spec']);
       expectScenario(r, [/ℹ pass 10\b/, /ℹ fail 5\b|ℹ fail 4\b[\s\S]*ℹ cancelled 1\b/]);
     }, 120_000);
   }
