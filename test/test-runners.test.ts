@@ -113,6 +113,34 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     }, 120_000);
   }
 
+  test('the exit explainer names what keeps the process alive, by the test that created it', async () => {
+    const dir = project('node-test', [`pg@${version('pg')}`]);
+    writeFileSync(
+      path.join(dir, 'exit.mjs'),
+      [
+        "import test, { before } from 'node:test';",
+        "import net from 'node:net';",
+        'before(() => { setInterval(() => {}, 1000); });',
+        "test('leaves a server', async () => { const s = net.createServer(); await new Promise((r) => s.listen(0, '127.0.0.1', r)); });",
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(nodeBin(24), ['--import', 'evy/node-test', 'exit.mjs'], { cwd: dir, env: { ...process.env, EVY_LEAKS: 'off', EVY_EXIT_EXPLAIN_MS: '300' } });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 10_000);
+      child.stderr.on('data', () => {
+        if (err.includes('created outside any test:') && /\n\s+- \d+ timer/.test(err)) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    child.kill('SIGKILL');
+    expect(err).toMatch(/still running 300 ms after the last test; what keeps it alive:\n  test "leaves a server"[^\n]*:\n    - listening server on 127\.0\.0\.1:\d+ \(exit\.mjs:4\)\n  created outside any test:\n    - 1 timer/);
+  }, 60_000);
+
   test(`mocha ${version('mocha')} --require evy/mocha (Node 24)`, async () => {
     const dir = project('mocha', [`mocha@${version('mocha')}`, `pg@${version('pg')}`]);
     const r = await run(dir, nodeBin(24), ['node_modules/mocha/bin/mocha.js', '--require', 'evy/mocha']);
