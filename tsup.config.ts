@@ -4,7 +4,7 @@ import { defineConfig } from 'tsup';
 // must see the same GreenThread class and the same scheduler state.
 export default defineConfig({
   // tpool-worker: the file piscina loads in each worker thread (evy.tpool).
-  entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts', 'src/tpool-worker.ts'],
+  entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts', 'src/tpool-worker.ts', 'src/testing/vitest.ts', 'src/testing/node-test.ts', 'src/testing/mocha.ts'],
   format: ['esm', 'cjs'],
   dts: true,
   target: 'node20',

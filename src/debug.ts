@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
 import { current, rt } from './runtime.js';
+import { addSpawnHook, removeSpawnHook } from './spawn-hooks.js';
 import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
 
 // ---- shared state (one per process, shared by the ESM and CJS builds) -------------------------------
@@ -96,8 +97,8 @@ function sweep(): void {
 }
 
 function syncHook(): void {
-  if (state.tracking || state.scopes.size > 0) rt.ext.onSpawn = onSpawn;
-  else delete rt.ext.onSpawn;
+  if (state.tracking || state.scopes.size > 0) addSpawnHook(onSpawn);
+  else removeSpawnHook(onSpawn);
 }
 
 /** The live spawned threads, oldest first (the core's list is newest first). */

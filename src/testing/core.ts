@@ -1,0 +1,582 @@
+// What the three test-runner adapters share: a scope per test (the green threads running its body and its
+// per-test hooks, and what they created), the kill at the runner's timeout, the leak report at the end of a
+// passing test, and the exit explainer.
+//
+// Two bookkeepings, on purpose. evy's kill ownership follows *use* (a thread owns a socket only while it
+// waits on it) and a normal exit drops it: right for kills, useless for "what did this test leave open".
+// So each thread of a test gets an owned-map that also records the first time a resource is owned (the
+// moment it was created: a connect, a listen, a timer, a spawn, an open), with a stack captured only here.
+// The leak report then looks at what the test created and is still open, by kind:
+//   - listening servers, intervals, live child processes, open FileHandles/fs streams/watchers: leaks;
+//   - sockets: only when still connecting or with an operation of the test outstanding (an idle socket may
+//     sit in a pool that a suite fixture shares: closing it would break the next test);
+//   - one-shot timeouts: not leaks (they end by themselves), but killed at a timeout and explained at exit.
+import { EvyError } from '../errors.js';
+import { GreenThread, spawn, unowned, type Destroyer, type SpawnHook } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { addSpawnHook } from '../spawn-hooks.js';
+import { monkeyPatch } from '../patch.js';
+import { EVY_DIR } from '../debug.js';
+import { patchOptionsFromEnv } from '../register.js';
+import { debug as debugLog } from '../ownership-state.js';
+
+const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
+const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
+
+export type LeakPolicy = 'fail' | 'warn' | 'off';
+
+export interface TestingOptions {
+  /** What a passing test that left something open gets: `fail` (default), `warn` (a line on stderr), `off`. Env: EVY_LEAKS. */
+  leaks?: LeakPolicy;
+  /** Print what keeps the process alive this long after the last test ended (ms; 0: off). Env: EVY_EXIT_EXPLAIN_MS. Default 1000. */
+  exitExplainMs?: number;
+}
+
+interface Settings {
+  leaks: LeakPolicy;
+  exitExplainMs: number;
+  patched: boolean;
+}
+
+function envPolicy(): LeakPolicy {
+  const v = (process.env.EVY_LEAKS ?? '').trim().toLowerCase();
+  if (v === '') return 'fail';
+  if (v === 'fail' || v === 'warn' || v === 'off') return v;
+  throw new EvyError(`EVY_LEAKS must be fail, warn or off (got ${JSON.stringify(process.env.EVY_LEAKS)})`, 'ERR_EVY_INVALID_LEAK_POLICY');
+}
+
+const S: Settings = ((rt.ext.testing as Settings | undefined) ??= {
+  leaks: envPolicy(),
+  exitExplainMs: Number(process.env.EVY_EXIT_EXPLAIN_MS ?? 1000) || 0,
+  patched: false,
+});
+
+/** Sets the run's options (the adapters' `configure`). */
+export function configure(options: TestingOptions = {}): void {
+  if (options.leaks !== undefined) {
+    if (options.leaks !== 'fail' && options.leaks !== 'warn' && options.leaks !== 'off') {
+      const e = new TypeError(`options.leaks must be 'fail', 'warn' or 'off'`) as TypeError & { code: string };
+      e.code = 'ERR_INVALID_ARG_VALUE';
+      throw e;
+    }
+    S.leaks = options.leaks;
+  }
+  if (options.exitExplainMs !== undefined) S.exitExplainMs = Math.max(0, Number(options.exitExplainMs) || 0);
+}
+
+export function settings(): Readonly<Settings> {
+  return S;
+}
+
+/** Patches net, tls, timers, fs and child_process (once; EVY_PATCH narrows it as for evy/register). */
+export function installPatches(): void {
+  if (S.patched) return;
+  S.patched = true;
+  const opts = patchOptionsFromEnv(process.env.EVY_PATCH);
+  if (opts !== null) monkeyPatch(opts);
+}
+
+// ---- what a test created ---------------------------------------------------------------------------
+
+type Kind = 'server' | 'socket' | 'timer' | 'immediate' | 'child' | 'filehandle' | 'stream' | 'watcher';
+
+export interface Created {
+  res: any;
+  kind: Kind;
+  destroy: Destroyer;
+  /** Formatted only when reported. */
+  where: Error;
+  scope: TestScope;
+}
+
+const kUsers = Symbol.for('evy.net.users');
+const seen = new WeakSet<object>();
+const createdBy = new WeakMap<object, Created>();
+/** Everything a test created that was still open at its end (for the exit explainer); pruned as it closes. */
+const lingering = new Set<Created>();
+
+function kindOf(r: any): Kind | null {
+  const ctor = r?.constructor?.name;
+  if (ctor === 'Timeout') return 'timer';
+  if (ctor === 'Immediate') return 'immediate';
+  if (ctor === 'FileHandle') return 'filehandle';
+  if (ctor === 'FSWatcher' || ctor === 'StatWatcher') return 'watcher';
+  if (typeof r.pid === 'number' && typeof r.kill === 'function') return 'child';
+  if (typeof r.listen === 'function' && typeof r.address === 'function') return 'server';
+  if (typeof r.setNoDelay === 'function' || 'connecting' in r) return 'socket';
+  if (ctor === 'ReadStream' || ctor === 'WriteStream') return 'stream';
+  return null;
+}
+
+/** Called the first time any thread of a test owns `res` (ownership starts at creation for all but sockets). */
+function record(scope: TestScope, res: any, destroy: Destroyer): void {
+  if (res === null || typeof res !== 'object' || seen.has(res)) return;
+  seen.add(res);
+  const kind = kindOf(res);
+  if (kind === null) return; // an AbortController of an fs/timers promise call
+  // A socket first owned at a write existed before (a fixture's connection, an accepted one): not created here.
+  if (kind === 'socket' && !(res.connecting === true || res.pending === true)) return;
+  // Deep enough to get through http.Agent and driver frames to the test's own line.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
+  const where = new Error('created here');
+  Error.stackTraceLimit = limit;
+  const c: Created = { res, kind, destroy, where, scope };
+  scope.created.push(c);
+  createdBy.set(res, c);
+}
+
+/** The owned-map of a test's threads: records creations, otherwise evy's ordinary owned map. */
+class RecordingMap extends Map<object, Destroyer> {
+  constructor(readonly scope: TestScope) {
+    super();
+  }
+  override set(res: object, destroy: Destroyer): this {
+    record(this.scope, res, destroy);
+    return super.set(res, destroy);
+  }
+}
+
+function isOpen(c: Created): boolean {
+  const r = c.res;
+  try {
+    switch (c.kind) {
+      case 'server':
+        return r.listening === true;
+      case 'socket':
+        return r.destroyed !== true;
+      case 'timer':
+        return r._destroyed !== true;
+      case 'immediate':
+        return r._destroyed !== true && r._onImmediate != null;
+      case 'child':
+        return r.exitCode === null && r.signalCode === null;
+      case 'filehandle':
+        return typeof r.fd === 'number' && r.fd >= 0;
+      case 'stream':
+        return r.destroyed !== true && r.closed !== true;
+      case 'watcher':
+        return r._handle != null;
+    }
+  } catch {
+    return false;
+  }
+}
+
+function refd(r: any): boolean {
+  return typeof r.hasRef !== 'function' || r.hasRef() !== false;
+}
+
+/** Is `c` still in use by a live thread that is not this test's (then it is never closed for this test)? */
+function usedElsewhere(c: Created): boolean {
+  const users: GreenThread[] | undefined = c.res[kUsers];
+  return users !== undefined && users.some((u) => !u.dead && !c.scope.threads.has(u));
+}
+
+/** What a passing test must not leave behind. */
+function isLeak(c: Created): boolean {
+  if (!isOpen(c) || usedElsewhere(c)) return false;
+  const r = c.res;
+  switch (c.kind) {
+    case 'timer':
+      return Boolean(r._repeat) && refd(r);
+    case 'immediate':
+      return false;
+    case 'socket': {
+      if (r.connecting === true) return true;
+      const users: GreenThread[] | undefined = r[kUsers];
+      return users !== undefined && users.some((u) => c.scope.threads.has(u));
+    }
+    default:
+      return true;
+  }
+}
+
+// ---- describing resources for people ---------------------------------------------------------------
+
+const CWD = process.cwd();
+
+function frameFile(line: string): { file: string; line: string } | null {
+  // "at fn (file:///x/y.js:41:7)" or "at file:///x/y.js:41:7" or "at /x/y.js:41:7"
+  const m = /\(?((?:file:\/\/)?[^\s()]+?):(\d+):\d+\)?$/.exec(line.trim());
+  if (m === null) return null;
+  let file = m[1]!;
+  if (file.startsWith('file://')) {
+    try {
+      file = fileURLToPath(file);
+    } catch {
+      return null;
+    }
+  }
+  return { file, line: m[2]! };
+}
+
+/** `path/to/file.js:41`, relative to the working directory: the first frame in user code. */
+export function siteOf(err: Error | undefined, skip: (file: string) => boolean = () => false): string {
+  const stack = err?.stack;
+  if (typeof stack !== 'string') return '';
+  let fallback = '';
+  for (const raw of stack.split('\n').slice(1)) {
+    const l = raw.trim();
+    if (!l.startsWith('at ') || l.includes('node:') || l.includes('(native)')) continue;
+    const f = frameFile(l);
+    if (f === null || f.file.startsWith(EVY_DIR + sep) || skip(f.file)) continue;
+    const rel = relative(CWD, f.file);
+    const shown = `${rel.startsWith('..') ? f.file : rel}:${f.line}`;
+    if (!f.file.includes(`${sep}node_modules${sep}`)) return shown;
+    if (fallback === '') fallback = shown;
+  }
+  return fallback;
+}
+
+function addr(a: any): string {
+  if (a === null || a === undefined) return '?';
+  if (typeof a === 'string') return a;
+  return `${a.address}:${a.port}`;
+}
+
+export function describeCreated(c: { kind: Kind; res: any }): string {
+  const r = c.res;
+  try {
+    switch (c.kind) {
+      case 'server':
+        return `listening server on ${addr(r.address())}`;
+      case 'socket': {
+        const req = r._httpMessage;
+        const remote = r.remoteAddress !== undefined ? `${r.remoteAddress}:${r.remotePort}` : (r._host ?? r._pendingPath ?? '?');
+        if (req != null && typeof req.getHeader === 'function') {
+          const host = req.getHeader('host') ?? remote;
+          return `http request ${req.method ?? ''} to ${host}${req.path && req.path !== '/' ? req.path : ''}`.replace('  ', ' ');
+        }
+        return r.connecting === true ? `connecting socket to ${remote}` : `socket to ${remote}`;
+      }
+      case 'timer':
+        return r._repeat ? `setInterval ${r._repeat} ms` : `setTimeout ${r._idleTimeout} ms`;
+      case 'immediate':
+        return 'setImmediate';
+      case 'child':
+        return `child process pid ${r.pid} (${(r.spawnargs ?? [r.spawnfile]).join(' ')})`;
+      case 'filehandle':
+        return `FileHandle fd ${r.fd}`;
+      case 'stream':
+        return `fs stream ${r.path ?? ''}`.trim();
+      case 'watcher':
+        return 'fs watcher';
+    }
+  } catch {
+    // describing is best effort
+  }
+  return c.kind;
+}
+
+function withSite(c: Created): string {
+  const site = siteOf(c.where);
+  return site === '' ? describeCreated(c) : `${describeCreated(c)} (${site})`;
+}
+
+// ---- scopes -----------------------------------------------------------------------------------------
+
+const threadScope = new WeakMap<GreenThread, TestScope>();
+let running = 0;
+
+export class TestScope {
+  readonly threads = new Set<GreenThread>();
+  readonly created: Created[] = [];
+  /** Set once the runner gave up on the test (timeout, abort): its threads are killed, later hooks too. */
+  killed: unknown = undefined;
+  ended = false;
+  /** A body or per-test hook of the test threw: no leak report (the test failed anyway), only the cleanup. */
+  failed = false;
+
+  constructor(
+    readonly name: string,
+    readonly file: string | null = null,
+  ) {}
+
+  /** Runs `fn` (with `thisArg` and `args`) in a new green thread of this test; resolves with its result. */
+  run<T>(fn: (...a: any[]) => T | PromiseLike<T>, thisArg: unknown, args: unknown[], label = this.name): Promise<Awaited<T>> {
+    const gt = spawn(() => fn.apply(thisArg, args));
+    gt.name = label;
+    adopt(this, gt);
+    if (this.killed !== undefined) void gt.kill(this.killed);
+    running++;
+    disarmExit();
+    const done = (): void => {
+      if (--running === 0) armExit();
+    };
+    // Waited for from the main thread: the caller may be running in the context of a killed test's thread
+    // (a runner's timer armed from inside a test body), whose evy waits all throw its kill error.
+    return unowned(() => gt.wait()).then(
+      (v) => {
+        done();
+        return v;
+      },
+      (e) => {
+        done();
+        this.failed = true;
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * The runner gave up (timeout, abort, bail): says what the test was waiting on, then kills its threads and
+   * closes what it created (all but idle sockets, which a shared pool may hold). Synchronous: runners move on
+   * without awaiting anything, and the handles must be gone before the next test starts.
+   */
+  abort(reason?: unknown): string {
+    if (this.killed !== undefined) return '';
+    const waiting = this.waitingOn();
+    const err = new EvyError(`test "${this.name}" was stopped by the test runner${reason instanceof Error ? `: ${reason.message}` : ''}`, 'ERR_EVY_TEST_KILLED');
+    this.killed = err;
+    // What the kill destroys may make a library emit 'error' on an emitter of its own that has no listener
+    // (pg.Client: "Connection terminated unexpectedly"): thrown from inside the handle's event dispatch, it
+    // would land in the runner as an uncaught exception blamed on a later test. Absorbed there instead.
+    for (const t of this.threads) if (!t.dead && t._owned !== null) for (const r of t._owned.keys()) guardEmit(r);
+    for (const c of this.created) guardEmit(c.res);
+    for (const t of this.threads) if (!t.dead) void t.kill(err);
+    for (const c of this.created) {
+      if (!isOpen(c) || usedElsewhere(c)) continue;
+      if (c.kind === 'socket' && !isLeak(c)) continue;
+      close(c, err);
+    }
+    return waiting;
+  }
+
+  /** What the test's live threads are parked on and what they own, with creation sites. */
+  waitingOn(): string {
+    const out: string[] = [];
+    const add = (s: string): void => {
+      if (!out.includes(s)) out.push(s);
+    };
+    const order: Kind[] = ['socket', 'child', 'filehandle', 'stream', 'server', 'watcher', 'timer', 'immediate'];
+    const owned: Created[] = [];
+    for (const t of this.threads) {
+      if (t.dead) continue;
+      const o = t._owned;
+      if (o !== null) {
+        for (const r of o.keys()) {
+          const c = createdBy.get(r) ?? (kindOf(r) !== null ? ({ res: r, kind: kindOf(r)!, where: undefined as unknown as Error } as Created) : null);
+          if (c !== null && isOpen(c)) owned.push(c);
+        }
+      }
+    }
+    owned.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
+    for (const c of owned) add(c.where === undefined ? describeCreated(c) : withSite(c));
+    for (const t of this.threads) {
+      if (t.dead) continue;
+      if (t._parked !== null) add(`evy ${t._parked.label}`);
+      for (const w of t._parkedMore ?? []) add(`evy ${w.label}`);
+    }
+    // Open things it created that no thread owns any more (an interval started from a callback, a listening server).
+    for (const c of this.created) if (isLeak(c)) add(withSite(c));
+    return out.length === 0 ? 'a plain await on a promise evy does not track (nothing the test created is open)' : out.join(', ');
+  }
+
+  /**
+   * The end of the test (after its per-test hooks): what it left open. When `close`, those resources are
+   * closed (with the leak error); the rest it created that is still open is remembered for the exit explainer.
+   */
+  /** Where the first leak of the last finish() was created (the stack a leak failure points at). */
+  firstLeakAt: Error | null = null;
+
+  finish(close_ = true): string[] {
+    if (this.ended) return [];
+    this.ended = true;
+    const leaks: string[] = [];
+    const err = new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK');
+    for (const c of this.created) {
+      if (isLeak(c)) {
+        this.firstLeakAt ??= c.where;
+        leaks.push(withSite(c));
+        if (close_) close(c, err);
+        else lingering.add(c);
+      } else if (isOpen(c)) {
+        lingering.add(c);
+      }
+    }
+    return leaks;
+  }
+}
+
+const kGuarded = Symbol('evy.testing.guarded');
+
+/** Errors thrown by listeners while a destroyed handle dispatches its last events are absorbed (NODE_DEBUG=evy shows them). */
+function guardEmit(r: any): void {
+  if (r === null || typeof r !== 'object' || typeof r.emit !== 'function' || r[kGuarded] === true) return;
+  const kind = kindOf(r);
+  if (kind !== 'socket' && kind !== 'child' && kind !== 'stream' && kind !== 'server') return;
+  r[kGuarded] = true;
+  const emit = r.emit;
+  r.emit = function guardedEmit(this: unknown, ...args: unknown[]) {
+    try {
+      return emit.apply(this, args);
+    } catch (e) {
+      debugLog('absorbed an error thrown while a killed test\'s handle emitted %s: %o', args[0], e);
+      return false;
+    }
+  };
+}
+
+function close(c: Created, err: unknown): void {
+  guardEmit(c.res);
+  lingering.delete(c);
+  try {
+    c.destroy(c.res, err);
+  } catch {
+    // best effort
+  }
+  // A child's tree is signalled by evy's destroyer; a FileHandle closes asynchronously.
+}
+
+function adopt(scope: TestScope, t: GreenThread): void {
+  threadScope.set(t, scope);
+  scope.threads.add(t);
+  t._owned = new RecordingMap(scope);
+}
+
+/** Threads spawned by a test's threads belong to the test too. */
+const onSpawn: SpawnHook = (t) => {
+  const parent = current();
+  const scope = threadScope.get(parent);
+  if (scope !== undefined) adopt(scope, t);
+};
+if (rt.ext.testingSpawnHook === undefined) {
+  rt.ext.testingSpawnHook = onSpawn;
+  addSpawnHook(onSpawn);
+}
+
+/** The error a passing test that leaked gets (policy `fail`). */
+export class TestLeakError extends EvyError {
+  readonly leaks: string[];
+  constructor(testName: string, leaks: string[]) {
+    super(`test "${testName}" left ${leaks.length} resource${leaks.length === 1 ? '' : 's'} open (evy closed ${leaks.length === 1 ? 'it' : 'them'}):\n${leaks.map((l) => `  - ${l}`).join('\n')}`, 'ERR_EVY_TEST_LEAK');
+    this.name = 'TestLeakError';
+    this.leaks = leaks;
+  }
+}
+
+/** Applies the leak policy to a finished passing test: returns the error to fail it with, or null. */
+export function leakVerdict(scope: TestScope): TestLeakError | null {
+  if (S.leaks === 'off') {
+    scope.finish(false);
+    return null;
+  }
+  const leaks = scope.finish(true);
+  if (leaks.length === 0) return null;
+  const err = new TestLeakError(scope.name, leaks);
+  // The stack points at the line that created the (first) leaked resource, not into evy.
+  const frames = (scope.firstLeakAt?.stack ?? '').split('\n').filter((l) => l.trim().startsWith('at ') && !l.includes(EVY_DIR + sep) && !l.includes('node:'));
+  err.stack = `${err.name}: ${err.message}\n${frames.join('\n')}`;
+  if (S.leaks === 'fail') return err;
+  process.stderr.write(`evy: warning: ${err.message}\n`);
+  return null;
+}
+
+/** Text appended to a runner's timeout message. */
+export function timeoutSuffix(waiting: string): string {
+  return waiting === '' ? '' : ` while waiting on: ${waiting}`;
+}
+
+/** Runs a suite-level fixture (before/beforeAll/after/afterAll): shared by the suite's tests, so no kill ever touches what it creates. */
+export function runFixture<T>(fn: (...a: any[]) => T, thisArg: unknown, args: unknown[]): T {
+  return unowned(() => fn.apply(thisArg, args));
+}
+
+// ---- exit explainer -------------------------------------------------------------------------------
+
+let exitTimer: NodeJS.Timeout | null = null;
+let explained = false;
+
+function disarmExit(): void {
+  if (exitTimer !== null) {
+    rt.timers.clearTimeout(exitTimer);
+    exitTimer = null;
+  }
+}
+
+/** Called when no test thread is running: if the process is still up a while later, say why. */
+export function armExit(): void {
+  if (S.exitExplainMs <= 0 || explained) return;
+  disarmExit();
+  exitTimer = rt.timers.setTimeout(() => {
+    exitTimer = null;
+    if (running > 0) return;
+    const text = explainExit();
+    if (text !== '') {
+      explained = true;
+      process.stderr.write(text);
+    }
+  }, S.exitExplainMs);
+  exitTimer.unref();
+}
+
+function isStdio(h: any): boolean {
+  return h?._isStdio === true || h?.fd === 0 || h?.fd === 1 || h?.fd === 2 || h === process.stdin || h === process.stdout || h === process.stderr;
+}
+
+/** The handles keeping the process alive, grouped by the test that created them (empty when nothing does). */
+export function explainExit(): string {
+  const groups = new Map<string, string[]>();
+  const push = (who: string, what: string): void => {
+    let l = groups.get(who);
+    if (l === undefined) groups.set(who, (l = []));
+    l.push(what);
+  };
+  const known = new Set<any>();
+  let knownTimers = 0;
+  for (const c of lingering) {
+    if (!isOpen(c)) {
+      lingering.delete(c);
+      continue;
+    }
+    if (!refd(c.res) || c.kind === 'immediate') continue;
+    known.add(c.res);
+    if (c.kind === 'timer') knownTimers++;
+    push(`test "${c.scope.name}"${c.scope.file ? ` (${c.scope.file})` : ''}`, withSite(c));
+  }
+  const getHandles = (process as unknown as { _getActiveHandles?: () => any[] })._getActiveHandles;
+  const handles = typeof getHandles === 'function' ? getHandles.call(process) : [];
+  for (const h of handles) {
+    if (known.has(h) || isStdio(h) || !refd(h)) continue;
+    const c = createdBy.get(h);
+    if (c !== undefined) {
+      push(`test "${c.scope.name}"`, withSite(c));
+      continue;
+    }
+    const kind = kindOf(h);
+    push('created outside any test', kind === null ? (h?.constructor?.name ?? 'handle') : describeCreated({ kind, res: h }));
+  }
+  const timers = process.getActiveResourcesInfo().filter((k) => k === 'Timeout').length - knownTimers;
+  if (timers > 0) push('created outside any test', `${timers} timer${timers === 1 ? '' : 's'} (setTimeout/setInterval)`);
+  if (groups.size === 0) return '';
+  const lines = [`evy: the process is still running ${S.exitExplainMs} ms after the last test; what keeps it alive:`];
+  const entries = [...groups].sort(([a], [b]) => (a.startsWith('created outside') ? 1 : 0) - (b.startsWith('created outside') ? 1 : 0));
+  for (const [who, what] of entries) {
+    lines.push(`  ${who}:`);
+    for (const w of what) lines.push(`    - ${w}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Kills every test still running (the run was interrupted); returns how many. */
+export function abortAll(reason?: unknown): number {
+  const scopes = new Set<TestScope>();
+  for (const s of liveScopes) if (!s.ended && s.killed === undefined) scopes.add(s);
+  for (const s of scopes) s.abort(reason);
+  return scopes.size;
+}
+
+const liveScopes = new Set<TestScope>();
+
+/** A new scope for one test (registered for abortAll until it ends). */
+export function newScope(name: string, file: string | null = null): TestScope {
+  const s = new TestScope(name, file);
+  liveScopes.add(s);
+  const finish = s.finish.bind(s);
+  s.finish = (c?: boolean) => {
+    liveScopes.delete(s);
+    return finish(c);
+  };
+  return s;
+}

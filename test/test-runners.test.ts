@@ -1,0 +1,158 @@
+// The test-runner adapters (evy/node-test, evy/mocha, evy/vitest) proved on real runs: the example projects in
+// examples/test-runners/ are installed from `npm pack` (a real folder in node_modules, not a symlink) with the
+// runner and pg from the npm cache, and run as real processes against a PostgreSQL this file starts. In each
+// run four tests time out (a setInterval, a `sleep 60` child, an http request nobody answers, SELECT
+// pg_sleep(30)), one leaves a server listening, and the ten after them must pass.
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
+import { REPO } from './helpers/snapshot.js';
+
+const pgPlan = plan(postgresAvailability(), 'test runner adapters against a real PostgreSQL');
+const version = (pkg: string): string => JSON.parse(readFileSync(path.join(REPO, 'node_modules', pkg, 'package.json'), 'utf8')).version;
+
+/** A cached Node binary of that major (npx fetches it once). */
+function nodeBin(major: number): string {
+  return execFileSync('npx', ['-y', `node@${major}`, '-p', 'process.execPath'], { encoding: 'utf8', timeout: 120_000 }).trim();
+}
+
+interface Run {
+  code: number | null;
+  out: string;
+  ms: number;
+  exitAt: number;
+  measures: { what: string; ms?: number; at?: number }[];
+}
+
+let pg: PgServer | null = null;
+let work = '';
+let tarball = '';
+
+function project(runner: string, deps: string[]): string {
+  const dir = path.join(work, `${runner}-${deps.join('-').replace(/[^a-z0-9.]+/gi, '_')}`);
+  if (existsSync(dir)) return dir;
+  mkdirSync(dir, { recursive: true });
+  cpSync(path.join(REPO, 'examples', 'test-runners', runner), dir, { recursive: true });
+  cpSync(path.join(REPO, 'examples', 'test-runners', 'shared'), path.join(work, 'shared'), { recursive: true });
+  // The examples import ../../shared: keep that layout.
+  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', tarball, ...deps], { cwd: dir, stdio: 'pipe', timeout: 180_000 });
+  return dir;
+}
+
+function run(dir: string, node: string, args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+  const measureFile = path.join(dir, `measure-${Date.now()}.jsonl`);
+  writeFileSync(measureFile, '');
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(node, args, {
+      cwd: dir,
+      env: { ...process.env, ...pg!.env, EVY_MEASURE_FILE: measureFile, NO_COLOR: '1', FORCE_COLOR: '0', CI: '', ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const exitAt = Date.now();
+      clearTimeout(timer);
+      child.once('close', () => {
+        const measures = readFileSync(measureFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        resolve({ code, out, ms: performance.now() - t0, exitAt, measures });
+      });
+    });
+  });
+}
+
+/** The checks every runner's run must pass. */
+function expectScenario(r: Run, counts: RegExp[]): void {
+  const o = r.out;
+  for (const c of counts) expect(o, o).toMatch(c);
+  expect(r.code).not.toBe(0);
+  // What each stuck test was waiting on, with the line that created it.
+  expect(o).toMatch(/while waiting on: setInterval 10 ms \(\S*scenario\.mjs:\d+\)/);
+  expect(o).toMatch(/while waiting on: child process pid \d+ \(sleep 60\) \(\S*scenario\.mjs:\d+\)/);
+  expect(o).toMatch(/while waiting on: http request GET to 127\.0\.0\.1:\d+\/slow \(\S*scenario\.mjs:\d+\)/);
+  expect(o).toMatch(new RegExp(`while waiting on: socket to 127\\.0\\.0\\.1:${pg!.port} \\(\\S*scenario\\.mjs:\\d+\\)`));
+  // The passing test that leaked fails, naming the server and the line that created it.
+  expect(o).toMatch(/left 1 resource open \(evy closed it\):\s+- listening server on 127\.0\.0\.1:\d+ \(\S*scenario\.mjs:\d+\)/);
+  // Handles and children of a timed-out test gone soon after its timeout; the runner exits soon after the last test.
+  const settle = r.measures.filter((m) => m.ms !== undefined);
+  expect(settle.map((m) => m.what).sort()).toEqual(['http request socket destroyed', 'interval cleared', 'pg client socket destroyed', 'sleep 60 child gone']);
+  for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(150);
+  const last = r.measures.find((m) => m.what === 'last test end');
+  expect(last, o).toBeDefined();
+  expect(r.exitAt - last!.at!, 'ms from the last test to the exit').toBeLessThanOrEqual(1000);
+  process.stdout.write(`[evy runners] ${JSON.stringify({ settle: Object.fromEntries(settle.map((m) => [m.what, m.ms])), exitAfterLastMs: r.exitAt - last!.at!, wallMs: Math.round(r.ms) })}\n`);
+}
+
+describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
+  beforeAll(async () => {
+    requireServer(postgresAvailability());
+    pg = await startPostgres();
+    // Not under node_modules: a creation site there counts as library code. Under the repo, so that the shared
+    // scenario (outside each project) finds pg in the repo's node_modules.
+    work = mkdtempSync(path.join(REPO, '.tmp-runners-'));
+    const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], { cwd: REPO, encoding: 'utf8' }).trim().split('\n').pop()!;
+    tarball = path.join(work, packed);
+  }, 120_000);
+
+  afterAll(async () => {
+    await pg?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  }, 60_000);
+
+  for (const major of [22, 24, 26]) {
+    test(`node --import evy/node-test --test (Node ${major}): timeouts kill, the leak fails, 10/10 after them pass`, async () => {
+      const dir = project('node-test', [`pg@${version('pg')}`]);
+      const r = await run(dir, nodeBin(major), ['--import', 'evy/node-test', '--test', '--test-reporter=spec']);
+      expectScenario(r, [/ℹ pass 10\b/, /ℹ fail 5\b|ℹ fail 4\b[\s\S]*ℹ cancelled 1\b/]);
+    }, 120_000);
+  }
+
+  test('the exit explainer names what keeps the process alive, by the test that created it', async () => {
+    const dir = project('node-test', [`pg@${version('pg')}`]);
+    writeFileSync(
+      path.join(dir, 'exit.mjs'),
+      [
+        "import test, { before } from 'node:test';",
+        "import net from 'node:net';",
+        'before(() => { setInterval(() => {}, 1000); });',
+        "test('leaves a server', async () => { const s = net.createServer(); await new Promise((r) => s.listen(0, '127.0.0.1', r)); });",
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(nodeBin(24), ['--import', 'evy/node-test', 'exit.mjs'], { cwd: dir, env: { ...process.env, EVY_LEAKS: 'off', EVY_EXIT_EXPLAIN_MS: '300' } });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 10_000);
+      child.stderr.on('data', () => {
+        if (err.includes('created outside any test:') && /\n\s+- \d+ timer/.test(err)) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    child.kill('SIGKILL');
+    expect(err).toMatch(/still running 300 ms after the last test; what keeps it alive:\n  test "leaves a server"[^\n]*:\n    - listening server on 127\.0\.0\.1:\d+ \(exit\.mjs:4\)\n  created outside any test:\n    - 1 timer/);
+  }, 60_000);
+
+  test(`mocha ${version('mocha')} --require evy/mocha (Node 24)`, async () => {
+    const dir = project('mocha', [`mocha@${version('mocha')}`, `pg@${version('pg')}`]);
+    const r = await run(dir, nodeBin(24), ['node_modules/mocha/bin/mocha.js', '--require', 'evy/mocha']);
+    expectScenario(r, [/10 passing/, /5 failing/]);
+  }, 120_000);
+
+  for (const v of [version('vitest'), '3.2']) {
+    test(`vitest ${v} with runner: 'evy/vitest' (Node 24)`, async () => {
+      const dir = project('vitest', [`vitest@${v}`, `pg@${version('pg')}`]);
+      const r = await run(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run']);
+      expectScenario(r, [/Tests\s+5 failed \| 10 passed/]);
+      expect(r.out).not.toMatch(/deprecated/);
+    }, 180_000);
+  }
+});
