@@ -78,17 +78,23 @@ const counts = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
 const examples = Object.fromEntries(COUNTERS.map((c) => [c, []]));
 const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, threads: 0, waves: 0, kinds: {} };
 const fmtErr = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+const portNames = {};
 function count(counter, what, err) {
   counts[counter]++;
+  const port = /127\.0\.0\.1:(\d+)/.exec(String(err?.message ?? ''))?.[1];
+  if (port && portNames[port]) what += ` (port ${port} is ${portNames[port]})`;
   const line = err === undefined ? what : `${what}: ${err instanceof Error && err.stack ? err.stack : fmtErr(err)}`;
   if (examples[counter].length < 5) examples[counter].push(line);
   if (VERBOSE) console.error(`[${counter}] ${line}`);
 }
 
 // ---- the process-wide error listeners --------------------------------------------------------------
+// Where an error object was last seen by an operation (to name the thread and op of an unhandled one).
+const seenAt = new WeakMap();
+const where = (e) => (e !== null && typeof e === 'object' && seenAt.has(e) ? ` [seen in ${seenAt.get(e)}]` : '');
 if (!NO_LISTENERS) {
-  process.on('uncaughtException', (e) => count('unhandled', 'uncaughtException', e));
-  process.on('unhandledRejection', (e) => count('unhandled', 'unhandledRejection', e));
+  process.on('uncaughtException', (e) => count('unhandled', `uncaughtException${where(e)}`, e));
+  process.on('unhandledRejection', (e) => count('unhandled', `unhandledRejection${where(e)}`, e));
 }
 
 // Foreign timers: not owned by any thread (the originals), so a kill never clears them.
@@ -201,13 +207,17 @@ const HTTP_PORT = await unowned(() => listenOn(httpServer));
 const ECHO_PORT = await unowned(() => listenOn(echoServer));
 const TLS_PORT = await unowned(() => listenOn(tlsServer));
 // A GreenSocket listener several threads accept on (accept interrupted by Timeouts must not lose a client).
-const acceptor = await unowned(() => evy.listen(['127.0.0.1', 0]));
-const ACCEPT_PORT = acceptor.getsockname()[1];
+let acceptor = await unowned(() => evy.listen(['127.0.0.1', 0]));
+let ACCEPT_PORT = acceptor.getsockname()[1];
+const acceptPorts = new Set([ACCEPT_PORT]);
+const abandonedTokens = new Set(); // clients whose acceptor was killed or timed out: the next accept skips them
 const acceptLock = new Semaphore(1);
 
+Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the echo server', [TLS_PORT]: 'the TLS echo server', [ACCEPT_PORT]: 'the GreenSocket listener' });
 const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE };
 const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
-const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+const oldAgents = [];
 
 // ---- threads and operations ------------------------------------------------------------------------
 let nextId = 0;
@@ -243,6 +253,9 @@ function doom(ti, why) {
 }
 
 const aw = (ti, p) => (ti.useUntil ? until(p) : p);
+// Work that only ends with a kill (never routes, long sleeps, held handles) is for threads that will be
+// killed: victims and withTimeout bodies. A Timeout alone interrupts the wait but kills nothing.
+const killable = (ti) => ti.role === 'victim' || ti.deadline === 'withTimeout';
 
 /** Runs one operation for `ti`; a failure is recorded (classified at the end of the wave) and rethrown. */
 async function op(ti, kind, fn, gen = null) {
@@ -256,6 +269,8 @@ async function op(ti, kind, fn, gen = null) {
   } catch (e) {
     stats.opsFailed++;
     ti.failures.push({ kind, err: e, gen });
+    ti.lastFailedOp = kind;
+    if (e !== null && typeof e === 'object' && !seenAt.has(e)) seenAt.set(e, `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}) op ${kind}`);
     throw e;
   } finally {
     if (gen) ti.inflight.delete(gen);
@@ -300,7 +315,7 @@ async function httpScenario(ti) {
       ['fast', 4],
       ['slow', 3],
       ['stream', 2],
-      ['never', ti.role === 'victim' || ti.deadline === 'withTimeout' ? 2 : 0],
+      ['never', killable(ti) ? 2 : 0],
     ]);
     const o = { listener: chance(0.6), useRequest: chance(0.4) };
     if (route === 'fast') check((await op(ti, 'http.fast', () => aw(ti, httpCall(`/fast?v=${v}`, o)))) === String(v), 'http fast body');
@@ -370,7 +385,7 @@ async function pgScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
     const s = sharedPg();
     const v = rint(1, 1e9);
-    if (ti.role === 'victim' && chance(0.3)) {
+    if (killable(ti) && chance(0.3)) {
       await op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then(() => s.client.query('SELECT pg_sleep($1)', [rand() * 0.2]))), s.gen);
     } else {
       const sql = chance(0.5) ? 'SELECT $1::int AS v' : 'SELECT $1::int AS v, pg_sleep(0.005)';
@@ -385,7 +400,7 @@ async function pgPoolScenario(ti) {
   const v = rint(1, 1e9);
   // A long statement only where a kill ends it (an interrupted until() would leave it holding a connection).
   if ((ti.role === 'victim' || ti.deadline === 'withTimeout') && chance(0.4)) {
-    await op(ti, 'pg.pool.sleep', () => aw(ti, pool.query('SELECT pg_sleep(5)')));
+    await op(ti, 'pg.pool.sleep', () => aw(ti, pool.query('SELECT pg_sleep(1)')));
   } else if (chance(0.5)) {
     const r = await op(ti, 'pg.pool.query', () => aw(ti, pool.query('SELECT $1::int AS v, pg_sleep(0.01)', [v])));
     check(r.rows[0].v === v, 'pg pool value');
@@ -428,7 +443,7 @@ async function redisScenario(ti) {
     const what = weighted([
       ['setget', 3],
       ['pushpop', 2],
-      ['blpop-empty', ti.role === 'survivor' ? 0 : 2],
+      ['blpop-empty', killable(ti) ? 2 : 0],
     ]);
     if (what === 'setget') {
       await op(ti, 'redis.set', () => aw(ti, s.client.set(key, v, 'EX', 60)), s.gen);
@@ -591,6 +606,14 @@ async function greenSocketScenario(ti) {
 async function acceptScenario(ti) {
   await acceptLock.acquire();
   try {
+    if (!acceptor.raw.listening) {
+      // Destroyed by some kill (counted as collateral where it hit a clean thread): a new one, so that
+      // one incident is not counted again by every later accept.
+      acceptor = await unowned(() => evy.listen(['127.0.0.1', 0]));
+      ACCEPT_PORT = acceptor.getsockname()[1];
+      acceptPorts.add(ACCEPT_PORT);
+      portNames[ACCEPT_PORT] = 'a GreenSocket listener';
+    }
     if (ti.deadline && chance(0.6)) {
       await op(ti, 'greensocket.accept.idle', () => acceptor.accept()); // nobody connects: a Timeout ends it
       return;
@@ -599,13 +622,29 @@ async function acceptScenario(ti) {
     const c = net.connect(ACCEPT_PORT, '127.0.0.1');
     c.on('error', () => {});
     c.end(`${token}\n`);
-    const [s] = await op(ti, 'greensocket.accept', () => acceptor.accept());
+    let done = false;
     try {
-      const f = s.makefile('r');
-      const line = (await op(ti, 'greensocket.accept.read', () => f.readline())).toString();
-      if (line !== `${token}\n`) count('integrity', `accept: got ${JSON.stringify(line)} instead of the token of the client just connected`);
+      for (;;) {
+        const [s] = await op(ti, 'greensocket.accept', () => acceptor.accept());
+        try {
+          const f = s.makefile('r');
+          let line;
+          try {
+            line = (await op(ti, 'greensocket.accept.read', () => f.readline())).toString();
+          } finally {
+            f.close(); // an open file keeps the socket open after close()
+          }
+          if (line === `${token}\n`) break;
+          if (abandonedTokens.delete(line.trim())) continue; // an earlier, interrupted accept's client
+          count('integrity', `accept: got ${JSON.stringify(line)} instead of the token of the client just connected`);
+          break;
+        } finally {
+          s.close();
+        }
+      }
+      done = true;
     } finally {
-      s.close();
+      if (!done) abandonedTokens.add(token);
       c.destroy();
     }
   } finally {
@@ -640,8 +679,13 @@ async function tlsScenario(ti) {
     try {
       s = await op(ti, 'evy.wrapSsl', () => evy.wrapSsl(raw, { ca: CA, servername: 'localhost' }));
       await op(ti, 'tls.sendall', () => s.sendall(`1 0 ${payload}\n`));
-      const line = (await op(ti, 'tls.readline', () => s.makefile('r').readline())).toString();
-      check(line === `1 0 ${payload}\n`, 'wrapSsl echo');
+      const f = s.makefile('r');
+      try {
+        const line = (await op(ti, 'tls.readline', () => f.readline())).toString();
+        check(line === `1 0 ${payload}\n`, 'wrapSsl echo');
+      } finally {
+        f.close();
+      }
     } finally {
       s.close();
     }
@@ -650,8 +694,7 @@ async function tlsScenario(ti) {
 
 // ---- timers ------------------------------------------------------------------------------------------
 async function timersScenario(ti) {
-  const victim = ti.role !== 'survivor';
-  if (victim && chance(0.5)) {
+  if (killable(ti) && chance(0.5)) {
     // Long timers a kill must clear (else they are leaks): the thread then waits on them.
     const iv = setInterval(() => {}, 5);
     setTimeout(() => {}, 30_000);
@@ -687,7 +730,7 @@ async function fsScenario(ti) {
     ['promises', 3],
     ['streams', 2],
     ['filehandle', 2],
-    ['hold', ti.role === 'survivor' ? 0 : 3],
+    ['hold', killable(ti) ? 3 : 0],
   ]);
   try {
     if (kind === 'promises') {
@@ -745,8 +788,7 @@ const note = (p) => {
   return p;
 };
 async function childScenario(ti, inject) {
-  const victim = ti.role !== 'survivor';
-  const kind = victim
+  const kind = killable(ti)
     ? weighted([['spawn-sleep', 2], ['exec-sleep', 3], ['execFile-sleep', 1], ['short', 1]])
     : weighted([['short', 2], ['execFile', 2], ['communicate', 2]]);
   if (kind === 'spawn-sleep') {
@@ -940,7 +982,7 @@ async function checkWait(ti, gt) {
   if (outcome.ok) return; // finished (or caught the kill) before it landed
   const e = outcome.e;
   const isKill = ti.killErrors.some((k) => (k === undefined ? e instanceof GreenletExit : e === k));
-  if (!isKill && !ti.returnedError) count('wrongerror', `wait() of killed #${ti.id} ${ti.scenario} (op ${ti.lastOp ?? '-'}) threw a secondary error`, e);
+  if (!isKill && !ti.returnedError) count('wrongerror', `wait() of killed #${ti.id} ${ti.scenario} (failed op ${ti.lastFailedOp ?? '-'}${where(e)}) threw a secondary error instead of the kill error`, e);
 }
 
 /** The body of every spawned thread: records how it ended. */
@@ -957,6 +999,7 @@ function body(ti, fn, ...args) {
       throw e;
     } finally {
       ti.returned = true;
+      ti.endedAt = performance.now();
       live.delete(ti);
     }
   };
@@ -965,6 +1008,7 @@ function body(ti, fn, ...args) {
 // ---- a wave ------------------------------------------------------------------------------------------
 async function wave(w) {
   stats.waves++;
+  const t0w = performance.now();
   const P = makePrimitives();
   const pool = new GreenPool(rint(4, 16));
   const threads = []; // { ti, gt, done }
@@ -1034,8 +1078,8 @@ async function wave(w) {
     }, rint(0, 40));
   }
 
-  // Wait for every thread, bounded: a thread still running 15 s later is stuck.
-  const deadline = performance.now() + 15_000;
+  // Wait for every thread, bounded: a thread still running 8 s later is stuck.
+  const deadline = performance.now() + 8_000;
   for (const t of threads) {
     const gt = t.gt ?? (await Promise.race([t.gtPromise, foreignDelay(Math.max(0, deadline - performance.now()))]));
     if (gt === undefined) {
@@ -1045,7 +1089,15 @@ async function wave(w) {
     while (!gt.dead && performance.now() < deadline) await sleep(0.01);
     if (!gt.dead) {
       count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}`);
+      // The op it is stuck in failed (a missing reply): collateral if the thread was clean.
+      if (!t.ti.killed && !t.ti.deadline) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null });
       t.ti.killed = true; // the harness's own clean-up kill: what fails after is expected
+      // A jammed shared agent would stall every later wave on the same incident: start a new one.
+      if (t.ti.op?.startsWith('http') && !agent.chaosJammed) {
+        agent.chaosJammed = true;
+        oldAgents.push(agent);
+        agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+      }
       void watch(gt.kill(), `clean-up kill() of stuck #${t.ti.id}`);
     }
   }
@@ -1058,6 +1110,10 @@ async function wave(w) {
   for (const item of P.put) if (!P.got.has(item) && !queued.has(item)) count('integrity', `queue item ${item} was put but never taken nor queued (lost)`);
 
   classify(infos);
+  if (VERBOSE) {
+    const slow = infos.filter((t) => t.endedAt).sort((a, b) => b.endedAt - a.endedAt).slice(0, 3);
+    console.error(`wave ${w}: ${(performance.now() - t0w).toFixed(0)} ms; last to end: ${slow.map((t) => `#${t.id} ${t.scenario}/${t.role} ${(t.endedAt - t0w).toFixed(0)}ms`).join(', ')}`);
+  }
 }
 
 /** Classifies every failure of the wave's threads, now that all kills and deadlines are known. */
@@ -1184,6 +1240,7 @@ function launchDeadline(ti, name, fn, P, launch) {
   return launch(ti, async () => {
     const t0 = performance.now();
     const t = new Timeout(s);
+    seenAt.set(t, `the Timeout(${s.toFixed(4)}) of #${ti.id} ${ti.scenario}`);
     try {
       await fn(ti, P);
     } catch (e) {
@@ -1241,12 +1298,20 @@ console.log(`chaos: seed ${SEED}, injections ${INJECTIONS}${SABOTAGE ? `, sabota
 console.log(`chaos: heap after GC at start ${(heapStart / 1048576).toFixed(1)} MB`);
 const fdStart = fdCount();
 await sabotage();
+// Waves overlap (up to OVERLAP at once): a slow wave (a reconnecting client) does not idle the rest.
+const OVERLAP = 3;
 let w = 0;
 try {
+  const running = new Set();
   while (stats.injections < INJECTIONS) {
-    await wave(++w);
-    if (VERBOSE || w % 50 === 0) console.log(`chaos: wave ${w}: ${stats.injections} injections, ${stats.ops} ops, ${((performance.now() - T0) / 1000).toFixed(1)} s`);
+    while (running.size >= OVERLAP) await Promise.race(running);
+    const n = ++w;
+    const p = wave(n).finally(() => running.delete(p));
+    running.add(p);
+    if (VERBOSE || n % 50 === 0) console.log(`chaos: wave ${n}: ${stats.injections} injections, ${stats.ops} ops, ${((performance.now() - T0) / 1000).toFixed(1)} s`);
+    await sleep(0.01);
   }
+  await Promise.all(running);
 } catch (e) {
   console.error('chaos: the harness itself failed (a bug in chaos/run.mjs, not a counter):', e);
   process.exit(2);
@@ -1259,10 +1324,15 @@ closing.push(pgShared?.client.end().catch(() => {}));
 closing.push(pgPool?.end().catch(() => {}));
 if (redisShared) redisShared.client.disconnect();
 lineShared?.sock.destroy();
-for (const g of Object.values(gsShared)) g?.sock?.close();
+for (const g of Object.values(gsShared)) {
+  g?.file?.close();
+  g?.sock?.close();
+}
 acceptor.close();
 agent.destroy();
-await Promise.all(closing.map((p) => p && watch(p, 'closing a shared client')));
+for (const a of oldAgents) a.destroy();
+// Not a counter: a pool that cannot end shows up as leaked sockets below.
+await Promise.all(closing.map((p) => p && Promise.race([p, foreignDelay(3000).then(() => console.log('chaos: note: a shared pg client/pool did not end within 3 s'))])));
 for (const srv of [httpServer, echoServer, tlsServer]) srv.close();
 for (const s of serverSockets) s.destroy();
 
@@ -1344,6 +1414,19 @@ fs.rmSync(TMP, { recursive: true, force: true });
 counts.leaked = leaks.reduce((a, [, n]) => a + n, 0) + Math.max(0, fdLeak);
 for (const [k, n] of leaks) examples.leaked.push(`${n} x ${k}`);
 if (fdLeak > 0) examples.leaked.push(`${fdLeak} more open file descriptors than at start (${fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return '?'; } }).join(', ')})`);
+
+// Name the sockets still open: which server they talk to, and in which state.
+if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
+  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis' };
+  for (const p of acceptPorts) names[p] = 'accept';
+  for (const h of process._getActiveHandles()) {
+    if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr) continue;
+    if (examples.leaked.length > 12) break;
+    const peer = names[h.remotePort] ?? names[h.localPort] ?? h.remotePort;
+    const state = `destroyed=${h.destroyed} connecting=${h.connecting} readable=${h.readable} writable=${h.writable}${h._httpMessage ? ` http=${h._httpMessage.path}` : ''}`;
+    examples.leaked.push(`socket to ${peer}${names[h.localPort] ? ' (server side)' : ''}: ${state}`);
+  }
+}
 
 const heapEnd = heap();
 printSummary(heapEnd);
