@@ -1283,6 +1283,20 @@ async function sabotage() {
       count('unsettled', 'sabotage: retry loop ran past its overall deadline (Timeout swallowed)');
     }));
     await gt.wait();
+  } else if (SABOTAGE === 'integrity') {
+    // The echo server duplicates the first shared-line message (see echoHandler).
+    lineShared ??= new LineConn(ECHO_PORT, false);
+    const c = lineShared;
+    await c.ready;
+    await c.request('shared-line-sabotage-1', 0);
+    await c.request('shared-line-sabotage-2', 0);
+  } else if (SABOTAGE === 'wrongerror') {
+    // A killed thread whose wait() gives a secondary error instead of the kill (see body()).
+    const ti = new ThreadInfo('sabotage-wrongerror', 'victim');
+    const gt = spawn(body(ti, () => sleep(1)));
+    await sleep(0.01);
+    await injectKill(ti, gt, 'kill');
+    await checkWait(ti, gt);
   } else if (SABOTAGE === 'leaked') {
     unowned(() => setInterval(() => {}, 60_000)); // never cleared
   } else if (SABOTAGE === 'orphans') {
