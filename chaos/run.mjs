@@ -40,7 +40,7 @@ const INJECTIONS = Number(opt('injections', '1000'));
 const SABOTAGE = opt('sabotage', null);
 const NO_LISTENERS = argv.includes('--no-listeners');
 const VERBOSE = argv.includes('--verbose');
-const WATCHDOG_S = Number(opt('watchdog', String(Math.max(120, INJECTIONS * 0.03))));
+const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
 if (SABOTAGE !== null && !COUNTERS.includes(SABOTAGE)) {
   console.error(`--sabotage must be one of ${COUNTERS.join(', ')}`);
@@ -1092,12 +1092,7 @@ async function wave(w) {
       // The op it is stuck in failed (a missing reply): collateral if the thread was clean.
       if (!t.ti.killed && !t.ti.deadline) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null });
       t.ti.killed = true; // the harness's own clean-up kill: what fails after is expected
-      // A jammed shared agent would stall every later wave on the same incident: start a new one.
-      if (t.ti.op?.startsWith('http') && !agent.chaosJammed) {
-        agent.chaosJammed = true;
-        oldAgents.push(agent);
-        agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-      }
+      replaceJammed(t.ti.op ?? '');
       void watch(gt.kill(), `clean-up kill() of stuck #${t.ti.id}`);
     }
   }
@@ -1115,6 +1110,35 @@ async function wave(w) {
     console.error(`wave ${w}: ${(performance.now() - t0w).toFixed(0)} ms; last to end: ${slow.map((t) => `#${t.id} ${t.scenario}/${t.role} ${(t.endedAt - t0w).toFixed(0)}ms`).join(', ')}`);
   }
 }
+
+/**
+ * A shared client that left a clean thread without a reply would stall every later wave on the same
+ * incident: once counted, later users get a new one (the old one is closed at the end).
+ */
+function replaceJammed(opKind) {
+  if (opKind.startsWith('http') && !agent.chaosJammed) {
+    agent.chaosJammed = true;
+    oldAgents.push(agent);
+    agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  } else if (opKind.startsWith('redis') && redisShared !== null) {
+    const old = redisShared;
+    redisShared = null;
+    jammed.push(() => old.client.disconnect());
+  } else if (opKind.startsWith('pg.client') && pgShared !== null) {
+    const old = pgShared;
+    pgShared = null;
+    jammed.push(() => old.client.end().catch(() => {}));
+  } else if (opKind === 'net.line' && lineShared !== null) {
+    const old = lineShared;
+    lineShared = null;
+    jammed.push(() => old.sock.destroy());
+  } else if (opKind.startsWith('greensocket.') && gsShared[opKind.slice(12)]) {
+    const old = gsShared[opKind.slice(12)];
+    gsShared[opKind.slice(12)] = null;
+    jammed.push(() => (old.file?.close(), old.sock?.close()));
+  }
+}
+const jammed = [];
 
 /** Classifies every failure of the wave's threads, now that all kills and deadlines are known. */
 function classify(infos) {
@@ -1345,6 +1369,7 @@ for (const g of Object.values(gsShared)) {
 acceptor.close();
 agent.destroy();
 for (const a of oldAgents) a.destroy();
+for (const close of jammed) close();
 // Not a counter: a pool that cannot end shows up as leaked sockets below.
 await Promise.all(closing.map((p) => p && Promise.race([p, foreignDelay(3000).then(() => console.log('chaos: note: a shared pg client/pool did not end within 3 s'))])));
 for (const srv of [httpServer, echoServer, tlsServer]) srv.close();
