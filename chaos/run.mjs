@@ -636,6 +636,8 @@ async function acceptScenario(ti) {
             f.close(); // an open file keeps the socket open after close()
           }
           if (line === `${token}\n`) break;
+          // EOF with no data: a client whose thread was killed before it sent (a survivor's never dies first).
+          if (line === '') continue;
           if (abandonedTokens.delete(line.trim())) continue; // an earlier, interrupted accept's client
           count('integrity', `accept: got ${JSON.stringify(line)} instead of the token of the client just connected`);
           break;
@@ -1080,6 +1082,7 @@ async function wave(w) {
 
   // Wait for every thread, bounded: a thread still running 8 s later is stuck.
   const deadline = performance.now() + 8_000;
+  const agentBefore = agent; // the agent this wave's requests used (a stuck one is replaced below)
   for (const t of threads) {
     const gt = t.gt ?? (await Promise.race([t.gtPromise, foreignDelay(Math.max(0, deadline - performance.now()))]));
     if (gt === undefined) {
@@ -1088,7 +1091,11 @@ async function wave(w) {
     }
     while (!gt.dead && performance.now() < deadline) await sleep(0.01);
     if (!gt.dead) {
-      count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}`);
+      // For a stuck http op, say what holds the agent's sockets (which request, whether its socket is destroyed).
+      const agentState = t.ti.op?.startsWith('http')
+        ? `; agent sockets busy with [${Object.values(agentBefore.sockets).flat().map((k) => `${k._httpMessage?.path ?? 'no request'}${k.destroyed ? ' (destroyed)' : ''}`).join(', ')}], ${Object.values(agentBefore.requests).flat().length} queued`
+        : '';
+      count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}${agentState}`);
       // The op it is stuck in failed (a missing reply): collateral if the thread was clean.
       if (!t.ti.killed && !t.ti.deadline) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null });
       t.ti.killed = true; // the harness's own clean-up kill: what fails after is expected
