@@ -1,0 +1,43 @@
+// `npm run chaos -- --seed N --injections N [--no-listeners] [--sabotage <counter>] [--verbose]`
+//
+// Starts PostgreSQL, Redis and TLS certificates here (an unpatched parent: the servers are never the
+// harness's children, leaks or orphans), then runs the harness itself in one child process under the hook:
+//   node --expose-gc --import ./register.mjs chaos/run.mjs <args>
+// and exits with its exit code. Run chaos/run.mjs directly when the env below is already set.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { makeCerts, missingServers, startPostgres, startRedis } from './servers.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const missing = missingServers();
+if (missing !== null) {
+  console.error(`chaos: cannot run: ${missing}`);
+  process.exit(2);
+}
+const stops = [];
+const stopAll = () => {
+  for (const s of stops.splice(0)) {
+    try {
+      s();
+    } catch {
+      /* best effort */
+    }
+  }
+};
+process.once('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+
+const certs = makeCerts();
+stops.push(certs.stop);
+const [pgs, redis] = await Promise.all([startPostgres(), startRedis()]);
+stops.push(pgs.stop, redis.stop);
+
+const child = spawn(process.execPath, ['--expose-gc', '--import', './register.mjs', 'chaos/run.mjs', ...process.argv.slice(2)], {
+  cwd: root,
+  env: { ...process.env, ...pgs.env, ...redis.env, ...certs.env },
+  stdio: 'inherit',
+});
+child.once('exit', (code, signal) => {
+  stopAll();
+  process.exit(code ?? (signal ? 128 + 9 : 1));
+});

@@ -1,0 +1,1498 @@
+// The chaos harness (docs/chaos.md): waves of green threads doing real I/O through shared clients, with
+// kills, withTimeout deadlines and nested Timeouts injected at points chosen by a seeded PRNG. Run it
+// through chaos/main.mjs (npm run chaos), which starts PostgreSQL/Redis and runs this file as
+//   node --expose-gc --import ./register.mjs chaos/run.mjs --seed N --injections N
+//
+// Every operation is recorded with the thread that ran it. A failure only counts as collateral when that
+// thread was never aimed at by a kill and never had a deadline, and the shared handle it used was not
+// legitimately destroyed (a kill of a thread that had its own operation in flight on it: see `doom`).
+import http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import os from 'node:os';
+import crypto from 'node:crypto';
+import * as tp from 'node:timers/promises';
+import { spawn as cpSpawn, exec, execFile } from 'node:child_process';
+import pg from 'pg';
+import Redis from 'ioredis';
+import * as evy from 'evy';
+
+const { spawn, spawnAfter, sleep, until, Timeout, withTimeout, GreenletExit, GreenPool, GreenPile, Queue, Event, Semaphore, unowned } = evy;
+
+// ---- stdio first, then the baseline ----------------------------------------------------------------
+// Node creates process.stderr lazily (a socket's destroy reads it on Node 24): create stdio now, so the
+// leak baseline includes it.
+void process.stdout;
+void process.stderr;
+const T0 = performance.now();
+
+// ---- arguments -------------------------------------------------------------------------------------
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const SEED = Number(opt('seed', '1'));
+const INJECTIONS = Number(opt('injections', '1000'));
+const SABOTAGE = opt('sabotage', null);
+const NO_LISTENERS = argv.includes('--no-listeners');
+const VERBOSE = argv.includes('--verbose');
+const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
+const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
+if (SABOTAGE !== null && !COUNTERS.includes(SABOTAGE)) {
+  console.error(`--sabotage must be one of ${COUNTERS.join(', ')}`);
+  process.exit(2);
+}
+for (const k of ['PGHOST', 'PGPORT', 'REDIS_PORT', 'CHAOS_CA', 'CHAOS_KEY', 'CHAOS_CERT']) {
+  if (!process.env[k]) {
+    console.error(`chaos/run.mjs: ${k} is not set (run it through chaos/main.mjs: npm run chaos)`);
+    process.exit(2);
+  }
+}
+
+// ---- seeded PRNG (mulberry32) ----------------------------------------------------------------------
+let prngState = SEED >>> 0 || 1;
+function rand() {
+  prngState = (prngState + 0x6d2b79f5) >>> 0;
+  let t = prngState;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const rint = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+const chance = (p) => rand() < p;
+const pick = (xs) => xs[Math.floor(rand() * xs.length)];
+function weighted(table) {
+  let total = 0;
+  for (const [, w] of table) total += w;
+  let r = rand() * total;
+  for (const [v, w] of table) if ((r -= w) < 0) return v;
+  return table[table.length - 1][0];
+}
+
+// ---- counters --------------------------------------------------------------------------------------
+const counts = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
+const examples = Object.fromEntries(COUNTERS.map((c) => [c, []]));
+const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, threads: 0, waves: 0, kinds: {} };
+const fmtErr = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+const portNames = {};
+function count(counter, what, err) {
+  counts[counter]++;
+  const port = /127\.0\.0\.1:(\d+)/.exec(String(err?.message ?? ''))?.[1];
+  if (port && portNames[port]) what += ` (port ${port} is ${portNames[port]})`;
+  const line = err === undefined ? what : `${what}: ${err instanceof Error && err.stack ? err.stack : fmtErr(err)}`;
+  if (examples[counter].length < 5) examples[counter].push(line);
+  if (VERBOSE) console.error(`[${counter}] ${line}`);
+}
+
+// ---- the process-wide error listeners --------------------------------------------------------------
+// Where an error object was last seen by an operation (to name the thread and op of an unhandled one).
+const seenAt = new WeakMap();
+const where = (e) => (e !== null && typeof e === 'object' && seenAt.has(e) ? ` [seen in ${seenAt.get(e)}]` : '');
+if (!NO_LISTENERS) {
+  process.on('uncaughtException', (e) => count('unhandled', `uncaughtException${where(e)}`, e));
+  process.on('unhandledRejection', (e) => count('unhandled', `unhandledRejection${where(e)}`, e));
+}
+
+// Foreign timers: not owned by any thread (the originals), so a kill never clears them.
+const ot = evy.original('timers');
+const foreignDelay = (ms, v) => new Promise((r) => ot.setTimeout(r, ms, v));
+
+// Taken before the watchdog timer exists: it is cleared before the leak check.
+const baseline = process.getActiveResourcesInfo();
+
+// ---- global watchdog: everything stops by itself ----------------------------------------------------
+const live = new Set(); // ThreadInfo of threads not yet ended
+const watchdog = ot.setTimeout(() => {
+  console.error(`chaos: WATCHDOG after ${WATCHDOG_S} s: stuck. Live threads:`);
+  for (const ti of [...live].slice(0, 30)) console.error(`  #${ti.id} ${ti.scenario} role=${ti.role} op=${ti.op ?? '-'} killed=${ti.killed}`);
+  try {
+    console.error(evy.debug.formatThreads().slice(0, 4000));
+  } catch {
+    /* best effort */
+  }
+  printSummary();
+  process.exit(3);
+}, WATCHDOG_S * 1000);
+const fdCount = () => {
+  try {
+    return fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+};
+const heap = () => {
+  global.gc?.();
+  global.gc?.();
+  return process.memoryUsage().heapUsed;
+};
+const heapStart = heap();
+
+// ---- the harness's own servers (unowned: no kill may touch them) ------------------------------------
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), `evy-chaos-${process.pid}-`));
+const CA = fs.readFileSync(process.env.CHAOS_CA);
+// Every `sleep` the harness starts carries this marker, so a /proc scan finds orphans the pid lists missed.
+const MARK = `29.${String(process.pid).padStart(6, '0')}${SEED % 10}`;
+const PIDFILE = path.join(TMP, 'pids');
+const serverSockets = new Set();
+const track = (s) => {
+  serverSockets.add(s);
+  s.on('close', () => serverSockets.delete(s));
+  s.on('error', () => {});
+};
+
+const httpServer = unowned(() =>
+  http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const v = u.searchParams.get('v') ?? '';
+    if (u.pathname === '/fast') res.end(v);
+    else if (u.pathname === '/slow') {
+      const t = ot.setTimeout(() => res.end(v), Number(u.searchParams.get('ms') ?? 10));
+      res.on('close', () => ot.clearTimeout(t));
+    } else if (u.pathname === '/never') {
+      res.writeHead(200);
+      res.write('partial'); // headers and part of a body: the client is mid-response when killed
+    } else if (u.pathname === '/stream') {
+      const n = Number(u.searchParams.get('n') ?? 10);
+      let i = 0;
+      const next = () => {
+        if (res.destroyed) return;
+        if (i === n) return void res.end();
+        res.write(`${v}:${i++}\n`);
+        ot.setImmediate(next);
+      };
+      next();
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  }),
+);
+httpServer.on('connection', track);
+
+// Line echo: `<id> <delayMs> <payload>\n` is echoed back after delayMs, in order per connection.
+function echoHandler(sock) {
+  track(sock);
+  let buf = '';
+  let chain = Promise.resolve();
+  let dup = SABOTAGE === 'integrity'; // sabotage: echo one line twice (a duplicated message)
+  sock.setEncoding('utf8');
+  sock.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i + 1);
+      buf = buf.slice(i + 1);
+      const delay = Number(line.split(' ', 2)[1]) || 0;
+      chain = chain.then(async () => {
+        if (delay > 0) await foreignDelay(delay);
+        if (!sock.destroyed) sock.write(line);
+        if (dup && line.includes('shared-line') && !sock.destroyed) {
+          dup = false;
+          sock.write(line);
+        }
+      });
+    }
+  });
+}
+const echoServer = unowned(() => net.createServer(echoHandler));
+const tlsServer = unowned(() =>
+  tls.createServer({ key: fs.readFileSync(process.env.CHAOS_KEY), cert: fs.readFileSync(process.env.CHAOS_CERT) }, echoHandler),
+);
+const listenOn = (srv) => new Promise((r) => srv.listen(0, '127.0.0.1', () => r(srv.address().port)));
+const HTTP_PORT = await unowned(() => listenOn(httpServer));
+const ECHO_PORT = await unowned(() => listenOn(echoServer));
+const TLS_PORT = await unowned(() => listenOn(tlsServer));
+// A GreenSocket listener several threads accept on (accept interrupted by Timeouts must not lose a client).
+let acceptor = await unowned(() => evy.listen(['127.0.0.1', 0]));
+let ACCEPT_PORT = acceptor.getsockname()[1];
+const acceptPorts = new Set([ACCEPT_PORT]);
+const abandonedTokens = new Set(); // clients whose acceptor was killed or timed out: the next accept skips them
+const acceptLock = new Semaphore(1);
+
+Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the echo server', [TLS_PORT]: 'the TLS echo server', [ACCEPT_PORT]: 'the GreenSocket listener' });
+const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE };
+const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
+let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+const oldAgents = [];
+
+// ---- threads and operations ------------------------------------------------------------------------
+let nextId = 0;
+class ThreadInfo {
+  constructor(scenario, role) {
+    this.id = ++nextId;
+    this.scenario = scenario;
+    this.role = role; // survivor | victim | deadline
+    this.killed = false; // a kill (kill, killall, cancel, withTimeout expiry) was aimed at it
+    this.deadline = role === 'deadline';
+    this.useUntil = role === 'deadline' || chance(0.3); // foreign awaits through evy.until
+    this.inflight = new Set(); // shared-handle generations it has an operation outstanding on
+    this.failures = [];
+    this.op = null;
+    this.started = false;
+    this.returned = false; // the body returned (or threw) by itself
+    stats.threads++;
+  }
+}
+
+/** A shared handle's incarnation: `doomed` when a kill legitimately destroyed it (its owner was killed mid-operation). */
+class Gen {
+  constructor(kind) {
+    this.kind = kind;
+    this.doomed = false;
+  }
+}
+
+/** The thread `ti` is being killed: the shared handles it has an operation on may legitimately die. */
+function doom(ti, why) {
+  ti.killed = true;
+  for (const g of ti.inflight) if (!g.noDoom?.(why)) g.doomed = true;
+}
+
+const aw = (ti, p) => (ti.useUntil ? until(p) : p);
+// Work that only ends with a kill (never routes, long sleeps, held handles) is for threads that will be
+// killed: victims and withTimeout bodies. A Timeout alone interrupts the wait but kills nothing.
+const killable = (ti) => ti.role === 'victim' || ti.deadline === 'withTimeout';
+
+/** Runs one operation for `ti`; a failure is recorded (classified at the end of the wave) and rethrown. */
+async function op(ti, kind, fn, gen = null) {
+  stats.ops++;
+  stats.kinds[kind] = (stats.kinds[kind] ?? 0) + 1;
+  ti.op = kind;
+  if (gen) ti.inflight.add(gen);
+  try {
+    const r = await fn();
+    return r;
+  } catch (e) {
+    stats.opsFailed++;
+    ti.failures.push({ kind, err: e, gen });
+    ti.lastFailedOp = kind;
+    if (e !== null && typeof e === 'object' && !seenAt.has(e)) seenAt.set(e, `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}) op ${kind}`);
+    throw e;
+  } finally {
+    if (gen) ti.inflight.delete(gen);
+    ti.op = null;
+  }
+}
+const check = (cond, what) => {
+  if (!cond) throw new Error(`wrong result: ${what}`);
+};
+
+// ---- http ------------------------------------------------------------------------------------------
+// Resolves with the body; settles on 'close' too, so a request without an 'error' listener that dies is
+// noticed (its 'error' event then also reaches uncaughtException: that is counted separately).
+function httpCall(pathq, { listener = true, useRequest = false, noAgent = false } = {}) {
+  return new Promise((resolve, reject) => {
+    let responded = false;
+    const o = { host: '127.0.0.1', port: HTTP_PORT, path: pathq, agent: noAgent ? false : agent };
+    const req = useRequest ? http.request({ ...o, method: 'GET' }) : http.get(o);
+    req.on('response', (res) => {
+      responded = true;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body));
+      res.on('close', () => {
+        if (!res.complete) reject(new Error(`response aborted (${pathq})`));
+      });
+      res.on('error', () => {});
+    });
+    req.on('close', () => {
+      if (!responded) reject(new Error(`request closed without a response (${pathq})`));
+    });
+    if (listener) req.on('error', reject);
+    if (useRequest) req.end();
+  });
+}
+
+async function httpScenario(ti) {
+  for (let k = rint(1, 3); k > 0; k--) {
+    const v = rint(1, 1e9);
+    const route = weighted([
+      ['fast', 4],
+      ['slow', 3],
+      ['stream', 2],
+      ['never', killable(ti) ? 2 : 0],
+    ]);
+    const o = { listener: chance(0.6), useRequest: chance(0.4) };
+    if (route === 'fast') check((await op(ti, 'http.fast', () => aw(ti, httpCall(`/fast?v=${v}`, o)))) === String(v), 'http fast body');
+    else if (route === 'slow') check((await op(ti, 'http.slow', () => aw(ti, httpCall(`/slow?v=${v}&ms=${rint(1, 30)}`, o)))) === String(v), 'http slow body');
+    else if (route === 'stream') {
+      const n = rint(2, 30);
+      const body = await op(ti, 'http.stream', () => aw(ti, httpCall(`/stream?v=${v}&n=${n}`, o)));
+      check(body === Array.from({ length: n }, (_, i) => `${v}:${i}\n`).join(''), 'http stream body');
+    } else await op(ti, 'http.never', () => aw(ti, httpCall('/never', o)));
+  }
+}
+
+// Issue 11 item 3: the kill lands between the socket's creation and http's tickOnSocket (a microtask or a
+// nextTick after http.get returned), on a request with or without an 'error' listener.
+async function httpWindowScenario(ti, gt) {
+  const o = { listener: chance(0.5), useRequest: chance(0.3), noAgent: chance(0.3) };
+  const p = httpCall(`/slow?v=1&ms=${rint(0, 20)}`, o);
+  p.catch(() => {});
+  const killNow = () => unowned(() => injectKill(ti, gt(), 'window'));
+  if (chance(0.5)) queueMicrotask(killNow);
+  else process.nextTick(killNow);
+  await op(ti, 'http.window', () => aw(ti, p));
+}
+
+// Issue 11 item 3: a thread killed while detached on a foreign promise resumes later and fires
+// http.get(url, cb) without an 'error' listener.
+async function detachedHttpScenario(ti) {
+  await foreignDelay(rint(20, 150));
+  await new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port: HTTP_PORT, path: `/fast?v=2`, agent: chance(0.5) ? agent : undefined }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+      res.on('error', resolve);
+    });
+    req.on('close', resolve);
+  });
+}
+
+// ---- PostgreSQL ------------------------------------------------------------------------------------
+// The shared client is created lazily by whichever thread first needs it, then used by everyone.
+let pgShared = null; // { gen, client, ready }
+function sharedPg() {
+  if (pgShared !== null) return pgShared;
+  const gen = new Gen('pg.Client');
+  const client = new pg.Client({ ...PG, application_name: 'evy-chaos' });
+  const slot = { gen, client, ready: null };
+  const drop = () => {
+    if (pgShared === slot) pgShared = null;
+  };
+  client.on('error', drop);
+  client.on('end', drop);
+  slot.ready = client.connect();
+  slot.ready.catch(drop);
+  pgShared = slot;
+  return slot;
+}
+let pgPool = null;
+function sharedPool() {
+  if (pgPool === null) {
+    pgPool = new pg.Pool({ ...PG, max: 4, application_name: 'evy-chaos-pool' });
+    pgPool.on('error', () => {}); // an idle client whose connection died: the pool drops it
+  }
+  return pgPool;
+}
+
+async function pgScenario(ti) {
+  for (let k = rint(1, 3); k > 0; k--) {
+    const s = sharedPg();
+    const v = rint(1, 1e9);
+    if (killable(ti) && chance(0.3)) {
+      await op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then(() => s.client.query('SELECT pg_sleep($1)', [rand() * 0.2]))), s.gen);
+    } else {
+      const sql = chance(0.5) ? 'SELECT $1::int AS v' : 'SELECT $1::int AS v, pg_sleep(0.005)';
+      const r = await op(ti, 'pg.client.query', () => aw(ti, s.ready.then(() => s.client.query(sql, [v]))), s.gen);
+      check(r.rows[0].v === v, 'pg shared client value');
+    }
+  }
+}
+
+async function pgPoolScenario(ti) {
+  const pool = sharedPool();
+  const v = rint(1, 1e9);
+  // A long statement only where a kill ends it (an interrupted until() would leave it holding a connection).
+  if ((ti.role === 'victim' || ti.deadline === 'withTimeout') && chance(0.4)) {
+    await op(ti, 'pg.pool.sleep', () => aw(ti, pool.query('SELECT pg_sleep(1)')));
+  } else if (chance(0.5)) {
+    const r = await op(ti, 'pg.pool.query', () => aw(ti, pool.query('SELECT $1::int AS v, pg_sleep(0.01)', [v])));
+    check(r.rows[0].v === v, 'pg pool value');
+  } else {
+    // Checkout / release explicitly (a finally that releases, as apps do).
+    // A plain await: until() would abandon a checkout that completes later, and the client would never be released.
+    const c = await op(ti, 'pg.pool.connect', () => pool.connect());
+    let broken;
+    try {
+      const r = await op(ti, 'pg.pool.client.query', () => aw(ti, c.query('SELECT $1::int AS v', [v])));
+      check(r.rows[0].v === v, 'pg pool client value');
+    } catch (e) {
+      broken = e;
+      throw e;
+    } finally {
+      c.release(broken);
+    }
+  }
+}
+
+// ---- Redis -----------------------------------------------------------------------------------------
+let redisShared = null; // { gen, client }
+function sharedRedis() {
+  if (redisShared === null) {
+    const client = new Redis({ ...REDIS, maxRetriesPerRequest: 5 });
+    const slot = { gen: new Gen('ioredis'), client };
+    client.on('error', () => {});
+    client.on('end', () => {
+      if (redisShared === slot) redisShared = null;
+    });
+    redisShared = slot;
+  }
+  return redisShared;
+}
+
+async function redisScenario(ti) {
+  for (let k = rint(1, 3); k > 0; k--) {
+    const s = sharedRedis();
+    const key = `chaos:${SEED}:${ti.id}:${k}`;
+    const v = crypto.randomBytes(6).toString('hex');
+    const what = weighted([
+      ['setget', 3],
+      ['pushpop', 2],
+      ['blpop-empty', killable(ti) ? 2 : 0],
+    ]);
+    if (what === 'setget') {
+      await op(ti, 'redis.set', () => aw(ti, s.client.set(key, v, 'EX', 60)), s.gen);
+      check((await op(ti, 'redis.get', () => aw(ti, s.client.get(key)), s.gen)) === v, 'redis get value');
+    } else if (what === 'pushpop') {
+      await op(ti, 'redis.lpush', () => aw(ti, s.client.lpush(key, v)), s.gen);
+      const r = await op(ti, 'redis.blpop', () => aw(ti, s.client.blpop(key, 1)), s.gen);
+      check(r !== null && r[1] === v, 'redis blpop value');
+    } else {
+      // A short blocking pop on a key nobody pushes to: the connection is busy while the kill lands.
+      await op(ti, 'redis.blpop.empty', () => aw(ti, s.client.blpop(`${key}:empty`, 0.05)), s.gen);
+    }
+  }
+}
+
+// ---- shared raw net connection: request/response lines multiplexed by id ----------------------------
+// Integrity: the echo of every line must come back once, unaltered and in order.
+let lineShared = null;
+class LineConn {
+  constructor(port, useTls) {
+    this.gen = new Gen('net.line');
+    this.pending = new Map();
+    this.nextId = 0;
+    this.expect = 1;
+    this.buf = '';
+    this.sock = useTls ? tls.connect({ host: '127.0.0.1', port, ca: CA, servername: 'localhost' }) : net.connect(port, '127.0.0.1');
+    this.sock.setEncoding('utf8');
+    this.ready = new Promise((resolve, reject) => {
+      this.sock.once(useTls ? 'secureConnect' : 'connect', resolve);
+      this.sock.once('error', reject);
+    });
+    this.ready.catch(() => {});
+    this.sock.on('error', () => {});
+    this.sock.on('data', (d) => this.onData(d));
+    this.sock.on('close', () => {
+      if (lineShared === this) lineShared = null;
+      for (const [, p] of this.pending) p.reject(new Error('shared line connection closed'));
+      this.pending.clear();
+    });
+  }
+  onData(d) {
+    this.buf += d;
+    let i;
+    while ((i = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, i);
+      this.buf = this.buf.slice(i + 1);
+      const [idS, , payload] = line.split(' ');
+      const id = Number(idS);
+      if (id !== this.expect) count('integrity', `shared net line: got id ${id}, expected ${this.expect} (lost, duplicated or reordered)`);
+      this.expect = Math.max(this.expect, id + 1);
+      const p = this.pending.get(id);
+      this.pending.delete(id);
+      if (p === undefined) continue; // abandoned by a killed thread, or a duplicate (counted above)
+      if (payload !== p.payload) count('integrity', `shared net line ${id}: payload altered`);
+      p.resolve(payload);
+    }
+  }
+  request(payload, delay) {
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { payload, resolve, reject });
+      this.sock.write(`${id} ${delay} ${payload}\n`);
+    });
+  }
+}
+async function lineScenario(ti) {
+  for (let k = rint(1, 4); k > 0; k--) {
+    if (lineShared === null) lineShared = new LineConn(ECHO_PORT, false);
+    const c = lineShared;
+    const payload = `shared-line-${ti.id}-${k}-${crypto.randomBytes(4).toString('hex')}`;
+    const got = await op(ti, 'net.line', () => aw(ti, c.ready.then(() => c.request(payload, rint(0, 3) === 0 ? rint(1, 20) : 0))), c.gen);
+    check(got === payload, 'net line echo');
+  }
+}
+
+// ---- GreenSockets shared by threads (a lock serialises request/response) ----------------------------
+// Issue 11 item 7: a Timeout that interrupts sendall/recv/readline on a socket the thread did not create
+// must leave it open, no byte lost: the next user skips the stale echo (checked in order) and gets its own.
+const gsShared = { recv: null, file: null };
+class GreenLine {
+  constructor(mode) {
+    this.mode = mode; // 'recv' (own buffer over recv) | 'file' (makefile().readline())
+    this.gen = new Gen(`GreenSocket.${mode}`);
+    this.gen.noDoom = (why) => why !== 'kill'; // a Timeout (or withTimeout) must never destroy it
+    this.lock = new Semaphore(1);
+    this.nextId = 0;
+    this.expect = 1;
+    this.buf = Buffer.alloc(0);
+    this.ready = evy.connect(['127.0.0.1', ECHO_PORT]).then((s) => {
+      this.sock = s;
+      if (mode === 'file') this.file = s.makefile('r');
+    });
+    this.ready.catch(() => this.drop());
+  }
+  drop() {
+    if (gsShared[this.mode] === this) gsShared[this.mode] = null;
+  }
+  async readline() {
+    if (this.mode === 'file') return (await this.file.readline()).toString();
+    for (;;) {
+      const i = this.buf.indexOf(10);
+      if (i >= 0) {
+        const line = this.buf.subarray(0, i + 1).toString();
+        this.buf = this.buf.subarray(i + 1);
+        return line;
+      }
+      const d = await this.sock.recv(65536);
+      if (d.length === 0) return '';
+      this.buf = Buffer.concat([this.buf, d]);
+    }
+  }
+  /** Sends a line and reads until its own echo; stale echoes of interrupted requests must come in order. */
+  async request(payload, delay) {
+    await this.lock.acquire();
+    try {
+      const id = ++this.nextId;
+      await this.sock.sendall(`${id} ${delay} ${payload}\n`);
+      for (;;) {
+        const line = await this.readline();
+        if (line === '') {
+          this.drop();
+          throw new Error(`GreenSocket(${this.mode}) EOF`);
+        }
+        if (!line.endsWith('\n')) count('integrity', `GreenSocket(${this.mode}): partial line ${JSON.stringify(line.slice(0, 40))}`);
+        const [idS, , body] = line.trimEnd().split(' ');
+        const got = Number(idS);
+        if (got !== this.expect) count('integrity', `GreenSocket(${this.mode}): got id ${got}, expected ${this.expect}`);
+        this.expect = Math.max(this.expect, got + 1);
+        if (got === id) {
+          if (body !== payload) count('integrity', `GreenSocket(${this.mode}) ${id}: payload altered`);
+          return body;
+        }
+      }
+    } catch (e) {
+      if (this.sock?.raw?.destroyed) this.drop();
+      throw e;
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+async function greenSocketScenario(ti) {
+  for (let k = rint(1, 3); k > 0; k--) {
+    const mode = chance(0.5) ? 'recv' : 'file';
+    if (gsShared[mode] === null) gsShared[mode] = new GreenLine(mode);
+    const g = gsShared[mode];
+    // Big payloads sometimes, so sendall itself can be interrupted.
+    const size = chance(0.1) ? rint(64 * 1024, 256 * 1024) : rint(4, 64);
+    const payload = crypto.randomBytes(Math.ceil(size / 2)).toString('hex');
+    const delay = ti.deadline ? rint(0, 40) : rint(0, 3);
+    const got = await op(ti, `greensocket.${mode}`, async () => {
+      await aw(ti, g.ready);
+      return g.request(payload, delay);
+    }, g.gen);
+    check(got === payload, 'GreenSocket echo');
+  }
+}
+
+// accept() on the shared listener; an interrupted accept must not swallow a client.
+async function acceptScenario(ti) {
+  await acceptLock.acquire();
+  try {
+    if (!acceptor.raw.listening) {
+      // Destroyed by some kill (counted as collateral where it hit a clean thread): a new one, so that
+      // one incident is not counted again by every later accept.
+      acceptor = await unowned(() => evy.listen(['127.0.0.1', 0]));
+      ACCEPT_PORT = acceptor.getsockname()[1];
+      acceptPorts.add(ACCEPT_PORT);
+      portNames[ACCEPT_PORT] = 'a GreenSocket listener';
+    }
+    if (ti.deadline && chance(0.6)) {
+      await op(ti, 'greensocket.accept.idle', () => acceptor.accept()); // nobody connects: a Timeout ends it
+      return;
+    }
+    const token = crypto.randomBytes(8).toString('hex');
+    const c = net.connect(ACCEPT_PORT, '127.0.0.1');
+    c.on('error', () => {});
+    c.end(`${token}\n`);
+    let done = false;
+    try {
+      for (;;) {
+        const [s] = await op(ti, 'greensocket.accept', () => acceptor.accept());
+        try {
+          const f = s.makefile('r');
+          let line;
+          try {
+            line = (await op(ti, 'greensocket.accept.read', () => f.readline())).toString();
+          } finally {
+            f.close(); // an open file keeps the socket open after close()
+          }
+          if (line === `${token}\n`) break;
+          // EOF with no data: a client whose thread was killed before it sent (a survivor's never dies first).
+          if (line === '') continue;
+          if (abandonedTokens.delete(line.trim())) continue; // an earlier, interrupted accept's client
+          count('integrity', `accept: got ${JSON.stringify(line)} instead of the token of the client just connected`);
+          break;
+        } finally {
+          s.close();
+        }
+      }
+      done = true;
+    } finally {
+      if (!done) abandonedTokens.add(token);
+      c.destroy();
+    }
+  } finally {
+    acceptLock.release();
+  }
+}
+
+// ---- TLS: per-thread connections (node tls and evy.wrapSsl) -------------------------------------------
+async function tlsScenario(ti) {
+  const payload = `tls-${ti.id}-${crypto.randomBytes(4).toString('hex')}`;
+  if (chance(0.5)) {
+    const got = await op(ti, 'tls.connect', () =>
+      aw(ti, new Promise((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: TLS_PORT, ca: CA, servername: 'localhost' }, () => s.write(`1 0 ${payload}\n`));
+        let buf = '';
+        s.setEncoding('utf8');
+        s.on('data', (d) => {
+          buf += d;
+          if (buf.endsWith('\n')) {
+            s.end();
+            resolve(buf.trimEnd().split(' ')[2]);
+          }
+        });
+        s.on('error', reject);
+        s.on('close', () => reject(new Error('tls closed early')));
+      })),
+    );
+    check(got === payload, 'tls echo');
+  } else {
+    const raw = await op(ti, 'evy.connect', () => evy.connect(['127.0.0.1', TLS_PORT]));
+    let s = raw;
+    try {
+      s = await op(ti, 'evy.wrapSsl', () => evy.wrapSsl(raw, { ca: CA, servername: 'localhost' }));
+      await op(ti, 'tls.sendall', () => s.sendall(`1 0 ${payload}\n`));
+      const f = s.makefile('r');
+      try {
+        const line = (await op(ti, 'tls.readline', () => f.readline())).toString();
+        check(line === `1 0 ${payload}\n`, 'wrapSsl echo');
+      } finally {
+        f.close();
+      }
+    } finally {
+      s.close();
+    }
+  }
+}
+
+// ---- timers ------------------------------------------------------------------------------------------
+async function timersScenario(ti) {
+  if (killable(ti) && chance(0.5)) {
+    // Long timers a kill must clear (else they are leaks): the thread then waits on them.
+    const iv = setInterval(() => {}, 5);
+    setTimeout(() => {}, 30_000);
+    await op(ti, 'timers.long', () => (chance(0.5) ? tp.setTimeout(30_000) : sleep(30)));
+    clearInterval(iv);
+    return;
+  }
+  const fired = await op(ti, 'timers', () =>
+    aw(ti, new Promise((resolve) => {
+      let n = 0;
+      const iv = setInterval(() => {
+        if (++n === 3) {
+          clearInterval(iv);
+          setTimeout(() => setImmediate(() => resolve(n)), rint(0, 5));
+        }
+      }, 1);
+    })),
+  );
+  check(fired === 3, 'interval count');
+  check((await op(ti, 'timers/promises', () => tp.setTimeout(rint(0, 5), 'tp'))) === 'tp', 'timers/promises value');
+  check((await op(ti, 'timers/promises.immediate', () => tp.setImmediate('im'))) === 'im', 'setImmediate value');
+  await op(ti, 'evy.sleep', () => sleep(rand() * 0.01));
+}
+
+// ---- fs ------------------------------------------------------------------------------------------------
+const BIG = path.join(TMP, 'big.bin');
+fs.writeFileSync(BIG, crypto.randomBytes(4 * 1024 * 1024));
+const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
+async function fsScenario(ti) {
+  const f = path.join(TMP, `t${ti.id}-${rint(0, 1e9)}`);
+  const data = crypto.randomBytes(rint(10, 200_000));
+  const kind = weighted([
+    ['promises', 3],
+    ['streams', 2],
+    ['filehandle', 2],
+    ['hold', killable(ti) ? 3 : 0],
+  ]);
+  try {
+    if (kind === 'promises') {
+      await op(ti, 'fs.writeFile', () => fsp.writeFile(f, data));
+      check(sha(await op(ti, 'fs.readFile', () => fsp.readFile(f))) === sha(data), 'fs readFile content');
+    } else if (kind === 'streams') {
+      await op(ti, 'fs.createWriteStream', () =>
+        aw(ti, new Promise((resolve, reject) => {
+          const w = fs.createWriteStream(f);
+          w.on('error', reject);
+          w.on('finish', resolve);
+          for (let o = 0; o < data.length; o += 16384) w.write(data.subarray(o, o + 16384));
+          w.end();
+        })),
+      );
+      const back = await op(ti, 'fs.createReadStream', () =>
+        aw(ti, new Promise((resolve, reject) => {
+          const chunks = [];
+          const r = fs.createReadStream(f, { highWaterMark: 8192 });
+          r.on('data', (c) => chunks.push(c));
+          r.on('end', () => resolve(Buffer.concat(chunks)));
+          r.on('error', reject);
+        })),
+      );
+      check(sha(back) === sha(data), 'fs stream content');
+    } else if (kind === 'filehandle') {
+      const fh = await op(ti, 'fs.open', () => fsp.open(f, 'w+'));
+      try {
+        await op(ti, 'filehandle.write', () => fh.write(data, 0, data.length, 0));
+        const back = Buffer.alloc(data.length);
+        const { bytesRead } = await op(ti, 'filehandle.read', () => fh.read(back, 0, data.length, 0));
+        check(bytesRead === data.length && sha(back) === sha(data), 'filehandle content');
+      } finally {
+        await fh.close();
+      }
+    } else {
+      // Held open while the kill lands: a FileHandle and a paused read stream the kill must close.
+      const fh = await op(ti, 'fs.open.hold', () => fsp.open(BIG, 'r'));
+      const rs = fs.createReadStream(BIG, { highWaterMark: 1024 });
+      rs.on('error', () => {});
+      rs.pause();
+      await op(ti, 'fs.hold', () => (chance(0.5) ? foreignDelay(5_000) : sleep(5)));
+      rs.destroy();
+      await fh.close();
+    }
+  } finally {
+    fs.rm(f, { force: true }, () => {});
+  }
+}
+
+// ---- child processes ---------------------------------------------------------------------------------
+const childPids = new Set();
+const note = (p) => {
+  if (p?.pid) childPids.add(p.pid);
+  return p;
+};
+async function childScenario(ti, inject) {
+  const kind = killable(ti)
+    ? weighted([['spawn-sleep', 2], ['exec-sleep', 3], ['execFile-sleep', 1], ['short', 1]])
+    : weighted([['short', 2], ['execFile', 2], ['communicate', 2]]);
+  if (kind === 'spawn-sleep') {
+    const c = note(cpSpawn('sleep', [MARK], { stdio: 'ignore' }));
+    c.on('error', () => {});
+    await op(ti, 'child.spawn.wait', () => (c.wait ? c.wait() : until(new Promise((r) => c.once('exit', r)))));
+  } else if (kind === 'exec-sleep') {
+    // A shell with a grandchild: the inner shell writes its pid, then becomes `sleep` (same pid).
+    // Issue 11 item 6: the kill lands 0–5 ms after the start.
+    const c = note(exec(`sh -c 'echo $$ >> ${PIDFILE}; exec sleep ${MARK}'; true`));
+    c.on('error', () => {});
+    if (inject) inject(rint(0, 5));
+    await op(ti, 'child.exec.wait', () => (c.wait ? c.wait() : until(new Promise((r) => c.once('exit', r)))));
+  } else if (kind === 'execFile-sleep') {
+    await op(ti, 'child.execFile.sleep', () => new Promise((resolve, reject) => note(execFile('sleep', [MARK], (e) => (e ? reject(e) : resolve())))));
+  } else if (kind === 'short') {
+    const c = note(cpSpawn('sleep', ['0.01'], { stdio: 'ignore' }));
+    const code = await op(ti, 'child.spawn.short', () => (c.wait ? c.wait() : until(new Promise((r) => c.once('exit', r)))));
+    check(code === 0, `sleep 0.01 exit code ${code}`);
+  } else if (kind === 'execFile') {
+    const v = String(rint(1, 1e9));
+    const out = await op(ti, 'child.execFile', () => aw(ti, new Promise((resolve, reject) => note(execFile('echo', [v], (e, so) => (e ? reject(e) : resolve(so)))))));
+    check(out === `${v}\n`, 'execFile echo output');
+  } else {
+    const v = crypto.randomBytes(rint(1, 20000)).toString('hex');
+    const c = note(cpSpawn('cat', [], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const [o] = await op(ti, 'child.communicate', () => (c.communicate ? c.communicate(v) : Promise.reject(new Error('no communicate() on the child'))));
+    check(o.toString() === v, 'communicate output');
+  }
+}
+
+// ---- Issue 11 item 5: until(p) in an already killed thread, p rejecting later -------------------------
+async function untilKilledScenario(ti) {
+  await foreignDelay(rint(20, 120)); // killed meanwhile: detached
+  const late = new Promise((_, reject) => ot.setTimeout(() => reject(new Error('late rejection (must be observed by until)')), rint(1, 30)));
+  await until(late);
+}
+
+// ---- Issue 11 item 4: an overall deadline plus per-attempt Timeouts in a retry loop -------------------
+async function retryLoopScenario(ti) {
+  const overallS = rand() * 0.05 + 0.01;
+  const t0 = performance.now();
+  const overall = new Timeout(overallS);
+  stats.injections++;
+  let attempts = 0;
+  try {
+    for (; attempts < 300; attempts++) {
+      const attempt = new Timeout(rand() * 0.01 + 0.001);
+      try {
+        await foreignDelay(rint(0, 12)); // a foreign await: Timeouts that fire now are delivered at the next evy wait
+        await sleep(0.002);
+      } catch (e) {
+        if (e !== attempt) throw e;
+        stats.injections++; // an attempt's Timeout that fired (armed ones that did not fire are not counted)
+      } finally {
+        attempt.cancel();
+      }
+    }
+    count('unsettled', `retry loop #${ti.id}: overall Timeout(${overallS.toFixed(3)}) never delivered (${attempts} attempts, ${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+  } catch (e) {
+    if (e !== overall) throw e;
+    const late = (performance.now() - t0) / 1000 - overallS;
+    if (late > 1) count('unsettled', `retry loop #${ti.id}: overall Timeout delivered ${late.toFixed(2)} s late`);
+  } finally {
+    overall.cancel();
+  }
+}
+
+// ---- evy primitives ----------------------------------------------------------------------------------
+// Per wave: a channel (maxsize 0) and a bounded queue with producers, survivor consumers and victim
+// consumers; every item put must be taken exactly once (by a survivor, or by a victim that recorded it).
+function makePrimitives() {
+  return {
+    chan: new Queue(0),
+    q: new Queue(rint(1, 4)),
+    put: new Set(),
+    got: new Map(), // item -> who
+    event: new Event(),
+    sem: new Semaphore(2),
+    producers: 0,
+  };
+}
+async function consumerScenario(ti, P, which) {
+  const q = P[which];
+  for (;;) {
+    const item = await op(ti, `queue.get.${which}`, () => q.get());
+    if (item === null) return; // the wave's sentinel
+    if (P.got.has(item)) count('integrity', `queue item ${item} taken twice (${P.got.get(item)} and #${ti.id})`);
+    P.got.set(item, `#${ti.id}`);
+    if (ti.role !== 'survivor') await op(ti, 'sem.run', () => P.sem.run(() => sleep(rand() * 0.01)));
+  }
+}
+async function producerScenario(ti, P) {
+  P.producers++;
+  try {
+    for (let k = rint(3, 12); k > 0; k--) {
+      const item = `${ti.id}.${k}`;
+      P.put.add(item);
+      const which = chance(0.5) ? 'chan' : 'q';
+      await op(ti, `queue.put.${which}`, () => P[which].put(item));
+    }
+  } finally {
+    P.producers--;
+  }
+}
+async function eventScenario(ti, P) {
+  const v = await op(ti, 'event.wait', () => P.event.wait());
+  check(v === 'go', 'event value');
+  await op(ti, 'sem.run', () => P.sem.run(() => sleep(rand() * 0.005)));
+}
+async function pileScenario(ti) {
+  const pile = new GreenPile(rint(1, 4));
+  const n = rint(2, 6);
+  for (let i = 0; i < n; i++) await op(ti, 'pile.spawn', () => pile.spawn(async (x) => (await sleep(rand() * 0.005), x * 2), i));
+  let i = 0;
+  for await (const v of pile) {
+    check(v === i * 2, 'GreenPile order');
+    i++;
+  }
+  check(i === n, 'GreenPile count');
+}
+
+// ---- scenarios and roles -----------------------------------------------------------------------------
+const SCENARIOS = [
+  ['http', httpScenario, 6],
+  ['pg', pgScenario, 4],
+  ['pgpool', pgPoolScenario, 2],
+  ['redis', redisScenario, 4],
+  ['line', lineScenario, 4],
+  ['greensocket', greenSocketScenario, 4],
+  ['accept', acceptScenario, 1],
+  ['tls', tlsScenario, 2],
+  ['timers', timersScenario, 3],
+  ['fs', fsScenario, 3],
+  ['child', childScenario, 1.5],
+  ['event', eventScenario, 1],
+  ['pile', pileScenario, 1],
+];
+// Scenarios that need a role: victims only (they must be killed), deadlines only.
+const VICTIM_ONLY = [
+  ['httpWindow', httpWindowScenario, 1.5],
+  ['detachedHttp', detachedHttpScenario, 1],
+  ['untilKilled', untilKilledScenario, 1],
+];
+const DEADLINE_ONLY = [['retryLoop', retryLoopScenario, 1.5]];
+
+class KillError extends Error {
+  constructor() {
+    super('chaos kill');
+    this.name = 'KillError';
+  }
+}
+
+/** Aims a kill at `gt` (info `ti`) now; checks that kill() settles and wait() gives the kill error. */
+function injectKill(ti, gt, why, error) {
+  stats.injections++;
+  doom(ti, why);
+  if (gt === undefined) return Promise.resolve();
+  const err = error ?? (chance(0.3) ? new KillError() : undefined);
+  (ti.killErrors ??= []).push(err);
+  const p = gt.kill(err);
+  return watch(p, `kill() of #${ti.id} ${ti.scenario} (${why}) in op ${ti.op ?? '-'}`);
+}
+
+/** Counts `p` as unsettled if it has not settled within 5 s (then keeps going). */
+function watch(p, what) {
+  return new Promise((resolve) => {
+    const t = ot.setTimeout(() => {
+      count('unsettled', `${what}: not settled within 5 s`);
+      resolve();
+    }, 5000);
+    Promise.resolve(p).then(
+      () => (ot.clearTimeout(t), resolve()),
+      () => (ot.clearTimeout(t), resolve()),
+    );
+  });
+}
+
+/** wait() of a killed thread must throw the kill error, unless the body returned by itself first. */
+async function checkWait(ti, gt) {
+  let outcome;
+  await watch(
+    gt.wait().then(
+      (v) => (outcome = { ok: true, v }),
+      (e) => (outcome = { ok: false, e }),
+    ),
+    `wait() of #${ti.id} ${ti.scenario}`,
+  );
+  if (outcome === undefined || !ti.killed || ti.killErrors === undefined) return;
+  if (outcome.ok) return; // finished (or caught the kill) before it landed
+  const e = outcome.e;
+  const isKill = ti.killErrors.some((k) => (k === undefined ? e instanceof GreenletExit : e === k));
+  if (!isKill && !ti.returnedError) count('wrongerror', `wait() of killed #${ti.id} ${ti.scenario} (failed op ${ti.lastFailedOp ?? '-'}${where(e)}) threw a secondary error instead of the kill error`, e);
+}
+
+/** The body of every spawned thread: records how it ended. */
+function body(ti, fn, ...args) {
+  return async () => {
+    ti.started = true;
+    live.add(ti);
+    try {
+      return await fn(ti, ...args);
+    } catch (e) {
+      // The body threw by itself (not the kill): remember so wait() may legitimately throw it.
+      if (SABOTAGE === 'wrongerror' && ti.killed) throw new Error('sabotage: a secondary error instead of the kill');
+      if (!(e instanceof GreenletExit) && !(e instanceof KillError) && !ti.killed) ti.returnedError = true;
+      throw e;
+    } finally {
+      ti.returned = true;
+      ti.endedAt = performance.now();
+      live.delete(ti);
+    }
+  };
+}
+
+// ---- a wave ------------------------------------------------------------------------------------------
+async function wave(w) {
+  stats.waves++;
+  const t0w = performance.now();
+  const P = makePrimitives();
+  const pool = new GreenPool(rint(4, 16));
+  const threads = []; // { ti, gt, done }
+  const infos = [];
+  const size = rint(25, 45);
+
+  const launch = (ti, fn, ...args) => {
+    infos.push(ti);
+    if (ti.sub) infos.push(ti.sub);
+    const gt = spawn(body(ti, fn, ...args));
+    threads.push({ ti, gt });
+    return gt;
+  };
+
+  // The primitives: producers and one consumer per queue are survivors; victims consume too (below).
+  const consumers = [];
+  for (const which of ['chan', 'q']) {
+    const ti = new ThreadInfo(`consumer.${which}`, 'survivor');
+    consumers.push([ti, which]);
+    launch(ti, consumerScenario, P, which);
+  }
+  for (let k = rint(1, 2); k > 0; k--) launch(new ThreadInfo('producer', 'survivor'), producerScenario, P);
+
+  for (let i = 0; i < size; i++) {
+    const role = weighted([
+      ['survivor', 4],
+      ['victim', 4],
+      ['deadline', 2],
+    ]);
+    const table = role === 'victim' ? [...SCENARIOS, ...VICTIM_ONLY] : role === 'deadline' ? [...SCENARIOS, ...DEADLINE_ONLY] : SCENARIOS;
+    let [name, fn] = weighted(table.map(([n, f, wt]) => [[n, f], wt]));
+    // Victims also consume from the wave's queues (a killed getter must not swallow an item).
+    if (name === 'event' && role === 'victim' && chance(0.6)) {
+      const which = chance(0.5) ? 'chan' : 'q';
+      [name, fn] = [`consumer.${which}`, (t, P) => consumerScenario(t, P, which)];
+    }
+    const ti = new ThreadInfo(name, role);
+
+    if (ti.role === 'survivor') {
+      launch(ti, fn, P);
+    } else if (ti.role === 'deadline') {
+      launchDeadline(ti, name, fn, P, launch);
+    } else {
+      launchVictim(ti, name, fn, P, launch, pool, threads);
+    }
+  }
+
+  // Let the primitives' waiters go: the event, and (once the producers are done and every victim consumer
+  // has died) one sentinel per survivor consumer.
+  ot.setTimeout(() => P.event.send('go'), rint(0, 30));
+  const sentinels = spawn(async () => {
+    while (threads.some((t) => t.ti.scenario === 'producer' && !t.ti.returned)) await sleep(0.005);
+    while (threads.some((t) => t.ti.scenario.startsWith('consumer') && t.ti.role !== 'survivor' && !(t.gt?.dead ?? true))) await sleep(0.005);
+    for (const [, which] of consumers) await P[which].put(null);
+  });
+
+  if (chance(0.3)) {
+    // pool.killall() at a random point: every victim the pool is running dies.
+    ot.setTimeout(() => {
+      stats.injections++;
+      for (const t of threads) {
+        if (!t.inPool) continue;
+        doom(t.ti, 'kill');
+        (t.ti.killErrors ??= []).push(undefined);
+      }
+      void watch(pool.killall(), `pool.killall() of wave ${w}`);
+    }, rint(0, 40));
+  }
+
+  // Wait for every thread, bounded: a thread still running 8 s later is stuck.
+  const deadline = performance.now() + 8_000;
+  const agentBefore = agent; // the agent this wave's requests used (a stuck one is replaced below)
+  for (const t of threads) {
+    const gt = t.gt ?? (await Promise.race([t.gtPromise, foreignDelay(Math.max(0, deadline - performance.now()))]));
+    if (gt === undefined) {
+      count('unsettled', `pool.spawn() for #${t.ti.id} ${t.ti.scenario} never returned a thread`);
+      continue;
+    }
+    while (!gt.dead && performance.now() < deadline) await sleep(0.01);
+    if (!gt.dead) {
+      // For a stuck http op, say what holds the agent's sockets (which request, whether its socket is destroyed).
+      const agentState = t.ti.op?.startsWith('http')
+        ? `; agent sockets busy with [${Object.values(agentBefore.sockets).flat().map((k) => `${k._httpMessage?.path ?? 'no request'}${k.destroyed ? ' (destroyed)' : ''}`).join(', ')}], ${Object.values(agentBefore.requests).flat().length} queued`
+        : '';
+      count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}${agentState}`);
+      // The op it is stuck in failed (a missing reply): collateral if the thread was clean.
+      if (!t.ti.killed && !t.ti.deadline) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null });
+      t.ti.killed = true; // the harness's own clean-up kill: what fails after is expected
+      replaceJammed(t.ti.op ?? '');
+      void watch(gt.kill(), `clean-up kill() of stuck #${t.ti.id}`);
+    }
+  }
+  await watch(sentinels.wait().catch(() => {}), `sentinel thread of wave ${w}`);
+  if (!sentinels.dead) await sentinels.kill();
+
+  // Items put must all have been taken, by a survivor or a victim that recorded it (or still be queued).
+  const queued = new Set();
+  while (P.q.qsize() > 0) queued.add(P.q.getNowait());
+  for (const item of P.put) if (!P.got.has(item) && !queued.has(item)) count('integrity', `queue item ${item} was put but never taken nor queued (lost)`);
+
+  classify(infos);
+  if (VERBOSE) {
+    const slow = infos.filter((t) => t.endedAt).sort((a, b) => b.endedAt - a.endedAt).slice(0, 3);
+    console.error(`wave ${w}: ${(performance.now() - t0w).toFixed(0)} ms; last to end: ${slow.map((t) => `#${t.id} ${t.scenario}/${t.role} ${(t.endedAt - t0w).toFixed(0)}ms`).join(', ')}`);
+  }
+}
+
+/**
+ * A shared client that left a clean thread without a reply would stall every later wave on the same
+ * incident: once counted, later users get a new one (the old one is closed at the end).
+ */
+function replaceJammed(opKind) {
+  if (opKind.startsWith('http') && !agent.chaosJammed) {
+    agent.chaosJammed = true;
+    oldAgents.push(agent);
+    agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  } else if (opKind.startsWith('redis') && redisShared !== null) {
+    const old = redisShared;
+    redisShared = null;
+    jammed.push(() => old.client.disconnect());
+  } else if (opKind.startsWith('pg.client') && pgShared !== null) {
+    const old = pgShared;
+    pgShared = null;
+    jammed.push(() => old.client.end().catch(() => {}));
+  } else if (opKind === 'net.line' && lineShared !== null) {
+    const old = lineShared;
+    lineShared = null;
+    jammed.push(() => old.sock.destroy());
+  } else if (opKind.startsWith('greensocket.') && gsShared[opKind.slice(12)]) {
+    const old = gsShared[opKind.slice(12)];
+    gsShared[opKind.slice(12)] = null;
+    jammed.push(() => (old.file?.close(), old.sock?.close()));
+  }
+}
+const jammed = [];
+
+/** Classifies every failure of the wave's threads, now that all kills and deadlines are known. */
+function classify(infos) {
+  for (const ti of infos) {
+    for (const f of ti.failures) {
+      if (ti.killed || ti.deadline) stats.expected++;
+      else if (f.gen?.doomed) stats.excused++;
+      else count('collateral', `#${ti.id} ${ti.scenario} (never killed, no deadline): ${f.kind} failed`, f.err);
+    }
+  }
+}
+
+function launchVictim(ti, name, fn, P, launch, pool, threads) {
+  const how = weighted([
+    ['main', 4],
+    ['thread', 3],
+    ['double', 2],
+    ['dead', 1],
+    ['pool', name === 'httpWindow' ? 0 : 2],
+    ['cancel', name === 'httpWindow' ? 0 : 1],
+  ]);
+  const delay = name === 'childexec' ? rint(0, 5) : rint(0, 40);
+  if (how === 'pool') {
+    // Spawned in the wave's pool: killed by pool.killall (if drawn) or by a kill from main.
+    const rec = { ti, inPool: true };
+    threads.push(rec);
+    rec.gtPromise = pool.spawn(body(ti, fn, P)).then((gt) => (rec.gt = gt));
+    rec.gtPromise.then((gt) => ot.setTimeout(() => injectKill(ti, gt, 'kill').then(() => checkWait(ti, gt)), delay + 10));
+    return;
+  }
+  if (how === 'cancel') {
+    const rec = { ti };
+    threads.push(rec);
+    const gt = spawnAfter(rand() * 0.02, body(ti, fn, P));
+    rec.gt = gt;
+    ot.setTimeout(() => {
+      stats.injections++;
+      doom(ti, 'kill');
+      (ti.killErrors ??= []).push(undefined);
+      gt.cancel();
+      // cancel() is a no-op once started: then a kill follows, so the victim still dies.
+      ot.setTimeout(() => (gt.dead ? checkWait(ti, gt) : injectKill(ti, gt, 'kill').then(() => checkWait(ti, gt))), 5);
+    }, rint(0, 25));
+    return;
+  }
+  let gt;
+  let injectFromBody = null;
+  // Called from inside the victim's body: the timer must run in main's context, not the victim's.
+  if (name === 'child') injectFromBody = (ms) => unowned(() => ot.setTimeout(() => injectKill(ti, gt, 'kill').then(() => checkWait(ti, gt)), ms));
+  gt = launch(ti, name === 'httpWindow' ? (t) => fn(t, () => gt) : name === 'child' ? (t) => fn(t, injectFromBody) : fn, P);
+  if (name === 'httpWindow') {
+    // The kill comes from the body (window kill); check its wait afterwards.
+    ot.setTimeout(() => checkWait(ti, gt), 0);
+    return;
+  }
+  if (name === 'child' && ti.killErrors === undefined) {
+    // Child victims also get a later kill if the body did not ask for one (spawn-sleep etc.).
+  }
+  const killOnce = (from) => injectKill(ti, gt, from === 'double' ? 'kill' : 'kill');
+  if (how === 'main') ot.setTimeout(() => killOnce('main').then(() => checkWait(ti, gt)), delay);
+  else if (how === 'thread') {
+    spawn(async () => {
+      await sleep(delay / 1000);
+      await killOnce('thread');
+      await checkWait(ti, gt);
+    });
+  } else if (how === 'double') {
+    ot.setTimeout(() => {
+      const a = killOnce('main');
+      const b = chance(0.5) ? killOnce('main') : spawn(() => killOnce('thread')).wait();
+      Promise.all([a, b]).then(() => checkWait(ti, gt));
+    }, delay);
+  } else {
+    // Kill of a dead thread: wait for the end (bounded: it is killed anyway after 200 ms), kill again.
+    spawn(async () => {
+      const t = new Event();
+      gt.link(() => t.send());
+      await t.wait(0.2).catch(() => killOnce('thread'));
+      await killOnce('thread');
+      await checkWait(ti, gt);
+    });
+  }
+}
+
+function launchDeadline(ti, name, fn, P, launch) {
+  if (name === 'retryLoop') return launch(ti, fn, P);
+  const how = weighted([
+    ['withTimeout', 3],
+    ['Timeout', 2],
+  ]);
+  const s = rand() * 0.04 + 0.001;
+  stats.injections++;
+  if (how === 'withTimeout') {
+    ti.deadline = 'withTimeout'; // the child is killed at the deadline: anything may be in flight
+    const caller = new ThreadInfo(`${name}/withTimeout-caller`, 'survivor');
+    caller.deadline = true;
+    caller.sub = ti;
+    return launch(caller, async () => {
+      const t0 = performance.now();
+      try {
+        await withTimeout(s, async () => {
+          ti.started = true;
+          live.add(ti);
+          try {
+            return await fn(ti, P);
+          } finally {
+            live.delete(ti);
+          }
+        });
+      } catch (e) {
+        if (e instanceof Timeout) {
+          stats.fired++;
+          doom(ti, 'withTimeout'); // for the shared handles: a withTimeout may destroy what it had in flight
+        } else if (!ti.failures.length && !(e instanceof GreenletExit)) throw e;
+      }
+      const late = (performance.now() - t0) / 1000 - s;
+      if (late > 5) count('unsettled', `withTimeout(${s.toFixed(3)}) around ${name} returned ${late.toFixed(1)} s late`);
+    });
+  }
+  // A Timeout created in the thread: only evy waits are interrupted, so the body uses until().
+  ti.useUntil = true;
+  ti.deadline = 'Timeout';
+  return launch(ti, async () => {
+    const t0 = performance.now();
+    const t = new Timeout(s);
+    seenAt.set(t, `the Timeout(${s.toFixed(4)}) of #${ti.id} ${ti.scenario}`);
+    try {
+      await fn(ti, P);
+    } catch (e) {
+      if (e === t) {
+        stats.fired++;
+        for (const g of ti.inflight) if (!g.noDoom?.('Timeout')) g.doomed = true;
+      } else if (!ti.failures.length) throw e;
+    } finally {
+      t.cancel();
+    }
+    const late = (performance.now() - t0) / 1000 - s;
+    if (late > 5) count('unsettled', `Timeout(${s.toFixed(3)}) in ${name} ran ${late.toFixed(1)} s past its deadline`);
+  });
+}
+
+// ---- sabotage: make each counter fail on purpose (proves the harness can see it) ---------------------
+async function sabotage() {
+  if (SABOTAGE === 'collateral') {
+    // Destroy the shared line connection under a clean thread's request, as a buggy kill would.
+    if (lineShared === null) lineShared = new LineConn(ECHO_PORT, false);
+    const c = lineShared;
+    const ti = new ThreadInfo('sabotage-collateral', 'survivor');
+    const gt = spawn(body(ti, async () => op(ti, 'net.line', () => c.ready.then(() => c.request('sabotage', 200)), c.gen)));
+    await sleep(0.05);
+    c.sock.destroy();
+    await gt.wait().catch(() => {});
+    classify([ti]);
+  } else if (SABOTAGE === 'unsettled') {
+    // A retry loop that swallows its overall Timeout (see retryLoopScenario): never delivered.
+    const ti = new ThreadInfo('sabotage-unsettled', 'deadline');
+    const gt = spawn(body(ti, async () => {
+      const overall = new Timeout(0.01);
+      for (let i = 0; i < 40; i++) {
+        try {
+          await sleep(0.005);
+        } catch (e) {
+          if (e !== overall) throw e; // swallowed: the loop runs on past its deadline
+        }
+      }
+      count('unsettled', 'sabotage: retry loop ran past its overall deadline (Timeout swallowed)');
+    }));
+    await gt.wait();
+  } else if (SABOTAGE === 'integrity') {
+    // The echo server duplicates the first shared-line message (see echoHandler).
+    lineShared ??= new LineConn(ECHO_PORT, false);
+    const c = lineShared;
+    await c.ready;
+    await c.request('shared-line-sabotage-1', 0);
+    await c.request('shared-line-sabotage-2', 0);
+  } else if (SABOTAGE === 'wrongerror') {
+    // A killed thread whose wait() gives a secondary error instead of the kill (see body()).
+    const ti = new ThreadInfo('sabotage-wrongerror', 'victim');
+    const gt = spawn(body(ti, () => sleep(1)));
+    await sleep(0.01);
+    await injectKill(ti, gt, 'kill');
+    await checkWait(ti, gt);
+  } else if (SABOTAGE === 'leaked') {
+    unowned(() => setInterval(() => {}, 60_000)); // never cleared
+  } else if (SABOTAGE === 'orphans') {
+    // A shell backgrounds a `sleep` and exits: the grandchild is nobody's child any more.
+    await new Promise((r) => unowned(() => exec(`sleep ${MARK} >/dev/null 2>&1 & echo $! >> ${PIDFILE}`, r)));
+  } else if (SABOTAGE === 'unhandled') {
+    Promise.reject(new Error('sabotage: an unhandled rejection'));
+  }
+}
+
+// ---- the run -----------------------------------------------------------------------------------------
+console.log(`chaos: seed ${SEED}, injections ${INJECTIONS}${SABOTAGE ? `, sabotage ${SABOTAGE}` : ''}${NO_LISTENERS ? ', no listeners' : ''} on Node ${process.versions.node}`);
+console.log(`chaos: heap after GC at start ${(heapStart / 1048576).toFixed(1)} MB`);
+const fdStart = fdCount();
+await sabotage();
+// Waves overlap (up to OVERLAP at once): a slow wave (a reconnecting client) does not idle the rest.
+const OVERLAP = 3;
+let w = 0;
+try {
+  const running = new Set();
+  while (stats.injections < INJECTIONS) {
+    while (running.size >= OVERLAP) await Promise.race(running);
+    const n = ++w;
+    const p = wave(n).finally(() => running.delete(p));
+    running.add(p);
+    if (VERBOSE || n % 50 === 0) console.log(`chaos: wave ${n}: ${stats.injections} injections, ${stats.ops} ops, ${((performance.now() - T0) / 1000).toFixed(1)} s`);
+    await sleep(0.01);
+  }
+  await Promise.all(running);
+} catch (e) {
+  console.error('chaos: the harness itself failed (a bug in chaos/run.mjs, not a counter):', e);
+  process.exit(2);
+}
+
+// ---- the end: close what the harness opened, settle, then measure ------------------------------------
+await sleep(0.2);
+const closing = [];
+closing.push(pgShared?.client.end().catch(() => {}));
+closing.push(pgPool?.end().catch(() => {}));
+if (redisShared) redisShared.client.disconnect();
+lineShared?.sock.destroy();
+for (const g of Object.values(gsShared)) {
+  g?.file?.close();
+  g?.sock?.close();
+}
+acceptor.close();
+agent.destroy();
+for (const a of oldAgents) a.destroy();
+for (const close of jammed) close();
+// Not a counter: a pool that cannot end shows up as leaked sockets below.
+await Promise.all(closing.map((p) => p && Promise.race([p, foreignDelay(3000).then(() => console.log('chaos: note: a shared pg client/pool did not end within 3 s'))])));
+for (const srv of [httpServer, echoServer, tlsServer]) srv.close();
+for (const s of serverSockets) s.destroy();
+
+// Orphans: every child and grandchild pid recorded, plus any process carrying the marker.
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'; // a zombie is not alive
+  } catch {
+    return false;
+  }
+}
+function markedPids() {
+  const found = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(MARK)) found.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
+}
+const candidates = () => {
+  const grand = fs.existsSync(PIDFILE) ? fs.readFileSync(PIDFILE, 'utf8').split('\n').filter(Boolean).map(Number) : [];
+  return [...new Set([...childPids, ...grand, ...markedPids()])];
+};
+// A killed thread's children get SIGTERM, then SIGKILL after a grace: wait for that, bounded.
+let orphanPids = [];
+for (let t = 0; t < 40; t++) {
+  orphanPids = candidates().filter(alive);
+  if (orphanPids.length === 0) break;
+  await foreignDelay(100);
+}
+counts.orphans = orphanPids.length;
+for (const pid of orphanPids.slice(0, 5)) {
+  let cmd = '?';
+  try {
+    cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {}
+  examples.orphans.push(`pid ${pid} still alive: ${cmd}`);
+}
+for (const pid of orphanPids) {
+  try {
+    process.kill(pid, 'SIGKILL'); // do not leave them behind for the next run
+  } catch {}
+}
+
+// Leaks: active resources against the baseline (per kind), after a settle period; and open fds.
+clearTimeoutSafe(watchdog);
+function clearTimeoutSafe(t) {
+  ot.clearTimeout(t);
+}
+const extra = () => {
+  const now = {};
+  for (const r of process.getActiveResourcesInfo()) now[r] = (now[r] ?? 0) + 1;
+  for (const r of baseline) now[r] = (now[r] ?? 0) - 1;
+  // Our own polling timer (foreignDelay) is listed while we poll: discount one.
+  return Object.entries(now).filter(([, n]) => n > 0);
+};
+let leaks = [];
+let fdLeak = 0;
+const settleUntil = performance.now() + 3000;
+for (;;) {
+  await new Promise((r) => ot.setImmediate(r));
+  leaks = extra();
+  fdLeak = fdCount() - fdStart;
+  if ((leaks.length === 0 && fdLeak <= 0) || performance.now() > settleUntil) break;
+  await new Promise((r) => ot.setTimeout(r, 50));
+  await new Promise((r) => ot.setImmediate(r));
+}
+fs.rmSync(TMP, { recursive: true, force: true });
+counts.leaked = leaks.reduce((a, [, n]) => a + n, 0) + Math.max(0, fdLeak);
+for (const [k, n] of leaks) examples.leaked.push(`${n} x ${k}`);
+if (fdLeak > 0) examples.leaked.push(`${fdLeak} more open file descriptors than at start (${fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return '?'; } }).join(', ')})`);
+
+// Name the sockets still open: which server they talk to, and in which state.
+if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
+  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis' };
+  for (const p of acceptPorts) names[p] = 'accept';
+  for (const h of process._getActiveHandles()) {
+    if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr) continue;
+    if (examples.leaked.length > 12) break;
+    const peer = names[h.remotePort] ?? names[h.localPort] ?? h.remotePort;
+    const state = `destroyed=${h.destroyed} connecting=${h.connecting} readable=${h.readable} writable=${h.writable}${h._httpMessage ? ` http=${h._httpMessage.path}` : ''}`;
+    examples.leaked.push(`socket to ${peer}${names[h.localPort] ? ' (server side)' : ''}: ${state}`);
+  }
+}
+
+const heapEnd = heap();
+printSummary(heapEnd);
+
+function printSummary(heapNow) {
+  const s = (performance.now() - T0) / 1000;
+  for (const c of COUNTERS) {
+    console.log(`chaos: ${c.padEnd(10)} ${counts[c]}${c === 'unhandled' && NO_LISTENERS ? ' (no listeners: an unhandled error would have ended the process)' : ''}`);
+    for (const e of examples[c]) console.log(`    ${e.split('\n').slice(0, 8).join('\n      ')}`);
+  }
+  if (heapNow !== undefined) console.log(`chaos: heap after GC at start ${(heapStart / 1048576).toFixed(1)} MB, at end ${(heapNow / 1048576).toFixed(1)} MB`);
+  const fired = stats.fired;
+  console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
+  const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
+  console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);
+  process.exitCode = total === 0 ? 0 : 1;
+}
+
+// The process must now end by itself; if something keeps it alive, say what and fail.
+ot.setTimeout(() => {
+  console.error(`chaos: the process did not exit 5 s after the summary; active: ${process.getActiveResourcesInfo().join(', ')}`);
+  process.exit(4);
+}, 5000).unref();
