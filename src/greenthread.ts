@@ -51,7 +51,7 @@ export class GreenThread<T = unknown> {
   /** @internal */ _flags = 0;
   /** @internal Sticky: once set, every evy wait of this thread throws it. */
   _killError: unknown = undefined;
-  /** @internal A Timeout that fired while the thread was not at an evy wait. */
+  /** @internal Timeouts that fired while the thread was not at an evy wait, oldest first (one error, or an array). */
   _pendingThrow: unknown = undefined;
   /** @internal */ _result: unknown = undefined;
   /** @internal The evy wait the thread is parked on (more, under Promise.all, in `_parkedMore`). */
@@ -276,8 +276,33 @@ export class GreenThread<T = unknown> {
   _takeInterrupt(): unknown {
     if (this._killError !== undefined) return this._killError;
     const e = this._pendingThrow;
-    if (e !== undefined) this._pendingThrow = undefined;
-    return e;
+    if (e === undefined) return undefined;
+    if (!(e instanceof PendingThrows)) {
+      this._pendingThrow = undefined;
+      return e;
+    }
+    const first = e.shift();
+    if (e.length === 0) this._pendingThrow = undefined;
+    return first;
+  }
+
+  /** @internal Queues a fired Timeout's error for the thread's next evy wait (none is ever lost). */
+  _queueThrow(error: unknown): void {
+    const e = this._pendingThrow;
+    if (e === undefined) this._pendingThrow = error;
+    else if (e instanceof PendingThrows) e.push(error);
+    else this._pendingThrow = new PendingThrows(e, error);
+  }
+
+  /** @internal Drops a queued Timeout error that was cancelled before delivery. */
+  _dropThrow(error: unknown): void {
+    const e = this._pendingThrow;
+    if (e === error) this._pendingThrow = undefined;
+    else if (e instanceof PendingThrows) {
+      const i = e.indexOf(error);
+      if (i >= 0) e.splice(i, 1);
+      if (e.length === 0) this._pendingThrow = undefined;
+    }
   }
 
   /** @internal */
@@ -311,6 +336,9 @@ export class GreenThread<T = unknown> {
       this._timer = null;
     }
     if (this._detached) return; // already reported dead; the late result is discarded
+    // A killed thread that failed died of the kill, whatever secondary error the kill provoked on its way out
+    // (a destroyed socket's ECONNRESET, exec's "Command failed"); one that caught it and returned keeps its value.
+    if (failed && this._killError !== undefined) value = this._killError;
     if (failed && this._spawnN && !(value === this._killError)) reportError(value, this);
     this._settle(value, failed);
   }
@@ -339,6 +367,13 @@ export class GreenThread<T = unknown> {
   }
 }
 
+/** Several fired Timeouts waiting for delivery (a distinct class: a user's error may itself be an array). */
+class PendingThrows extends Array<unknown> {
+  static override get [Symbol.species]() {
+    return Array;
+  }
+}
+
 function runLink<T>(gt: GreenThread<T>, cb: (gt: GreenThread<T>, ...args: any[]) => void, args: unknown[]): void {
   try {
     cb(gt, ...args);
@@ -356,6 +391,18 @@ function detachIfAlive(t: GreenThread): void {
 }
 
 rt.main ??= new GreenThread(null, null);
+
+/**
+ * @internal The async context evy gives the handles it makes outside any thread (a socket connected from a
+ * thread): their callbacks belong to no thread (current() is main there, as for a finished thread), yet evy
+ * can tell a library acting from a callback apart from the main thread's own code.
+ */
+export const callbackContext: GreenThread = ((rt.ext.callbackContext as GreenThread | undefined) ??= (() => {
+  const t = new GreenThread(null, null);
+  t.name = 'callbacks';
+  t._flags |= FINISHED_BIT; // current() treats it as the main thread
+  return t;
+})());
 rt.main._state = RUNNING;
 
 // Every spawned thread is on a list headed by main until it settles: two field writes at spawn and at exit
@@ -500,12 +547,11 @@ export function unowned<A extends unknown[], T>(fn: (...args: A) => T, ...args: 
 }
 
 /**
- * Records that the current thread is using `resource` (ownership follows use): if the thread is killed
+ * Records that the current thread (or `t`) is using `resource` (ownership follows use): if the thread is killed
  * while it owns it, `destroy(resource, killError)` runs. Returns the owner, to pass to `disown`.
  */
-export function own(resource: object, destroy: Destroyer): GreenThread | null {
-  const t = current();
-  if (t === rt.main) return null;
+export function own(resource: object, destroy: Destroyer, t: GreenThread = current()): GreenThread | null {
+  if (t === rt.main || t._finished) return null;
   if (t._killError !== undefined) {
     destroy(resource, t._killError);
     return null;

@@ -40,19 +40,71 @@ function terminate(c: AnyChild, _err: unknown): void {
   if (exited(c)) return;
   absorb(c);
   for (const s of [c.stdin, c.stdout, c.stderr]) absorb(s);
-  // exec() runs a shell, whose own children would outlive it as orphans: signal the whole tree,
-  // collected before the root dies (its children are then re-parented and can no longer be found).
-  const tree = c.pid === undefined ? [] : descendants(c.pid);
-  c.kill('SIGTERM');
+  // exec() runs a shell whose children would outlive it as orphans, and a shell may be forking while we look:
+  // freeze the tree first (SIGSTOP cannot be caught), collecting it until a scan finds nothing new, so every
+  // process is known before any of them dies and re-parents its children away from us.
+  const tree = c.pid === undefined ? [] : freeze(c.pid);
   for (const pid of tree) signal(pid, 'SIGTERM');
+  for (const pid of tree) signal(pid, 'SIGCONT'); // a stopped process acts on SIGTERM only once continued
   // Ref'd on purpose: the parent stays up until the children are gone, so no orphan is left behind.
   const timer = rt.timers.setTimeout(() => {
-    if (!exited(c)) c.kill('SIGKILL');
     for (const pid of tree) signal(pid, 'SIGKILL');
+    closeStdio(c);
   }, CHILD_KILL_GRACE_MS);
   c.once('exit', () => {
-    if (!tree.some(isAlive)) rt.timers.clearTimeout(timer);
+    if (tree.some(isAlive)) return; // the SIGKILL timer still has work
+    rt.timers.clearTimeout(timer);
+    closeStdio(c);
   });
+}
+
+/** Our ends of the child's pipes: an orphan that kept the other end must not keep them open here. */
+function closeStdio(c: ChildProcess): void {
+  for (const s of c.stdio) if (s !== null && s !== undefined && !s.destroyed) s.destroy();
+}
+
+/**
+ * Stops `root` and all its descendants, repeating the scan until it finds no process it had not stopped
+ * (a process found running may have forked since the last scan). Returns root first, then the others.
+ */
+function freeze(root: number): number[] {
+  signal(root, 'SIGSTOP');
+  const seen = new Set<number>([root]);
+  let fresh = [root];
+  for (let round = 0; round < 50 && fresh.length > 0; round++) {
+    // A signal is delivered when its process next runs: one that is still running can still fork.
+    awaitStopped(fresh);
+    fresh = [];
+    for (const pid of descendants(root, seen)) {
+      if (seen.has(pid)) continue;
+      seen.add(pid);
+      signal(pid, 'SIGSTOP');
+      fresh.push(pid);
+    }
+  }
+  return [...seen];
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** Waits (at most ~20 ms, synchronously) until each of `pids` is stopped or gone. */
+function awaitStopped(pids: number[]): void {
+  for (let i = 0; i < 100; i++) {
+    if (pids.every(stoppedOrGone)) return;
+    Atomics.wait(pause, 0, 0, 0.2);
+  }
+}
+
+function stoppedOrGone(pid: number): boolean {
+  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return true;
+  }
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state === 'T' || state === 't' || state === 'Z' || state === 'X';
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
@@ -72,8 +124,11 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** The descendants of `pid`, from the parent links in /proc/<pid>/stat (Linux; elsewhere none: only the direct child is signalled). */
-function descendants(pid: number): number[] {
+/**
+ * The descendants of `pid` (and of every pid in `known`), from the parent links in /proc/<pid>/stat (Linux;
+ * elsewhere none: only the direct child is signalled).
+ */
+function descendants(pid: number, known: Set<number> = new Set()): number[] {
   if (process.platform !== 'linux') return [];
   const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
   const children = new Map<number, number[]>();
@@ -99,7 +154,7 @@ function descendants(pid: number): number[] {
     list.push(Number(name));
   }
   const out: number[] = [];
-  const queue = [pid];
+  const queue = [pid, ...known];
   while (queue.length > 0) {
     const kids = children.get(queue.shift()!);
     if (kids === undefined) continue;

@@ -1,26 +1,52 @@
 // Ownership of sockets and servers (net, tls, and through them http/https and database clients).
 //
-// The rule (docs/patching.md): a socket is owned by the green threads that have an operation outstanding
-// on it. Connecting or writing starts one; it ends when a reply arrives (data is pushed to the socket),
-// when the socket is handed back to an http.Agent ('free'), or when the socket is destroyed. While an
-// http request or response is attached (`_httpMessage`), incoming data does not end it: the exchange is
-// over when the agent frees the socket. An idle socket has no owner, so a kill never touches it. A kill
-// destroys a socket only when no other live thread is also waiting on it.
+// The rule (docs/patching.md): a handle is owned by the thread that awaits the outcome of an operation on
+// it, never by the context a callback runs in.
+// - Node runs a socket's callbacks ('connect', 'data', 'close'...) in the async context it was connected
+//   in. So sockets are connected outside any thread's context: what a library does from their callbacks
+//   (write the next queued command, open a socket for a queued request, arm a timer) belongs to no thread.
+// - A thread that connects a socket owns it while connecting, and owns what the library writes from the
+//   socket's callbacks until a thread's own code first writes a request (the handshake, and a client
+//   flushing the commands queued behind its connect). A write from a thread's own code is a request: the
+//   thread owns the socket until a reply arrives (data is pushed) or the socket is destroyed.
+// - A socket known to serve several threads at once is shared and never destroyed by a kill: a second
+//   thread wrote while a first one's request was outstanding, or a library wrote from the socket's own
+//   callback while delivering a reply (it is serving a queue whose other entries evy cannot see).
+// - http(s) requests are owned one level up, by the thread that made the request (exact: destroying a
+//   request is http's own cancellation); an http socket itself is never owned.
 //
 // The hooks sit on net.Socket.prototype and net.Server.prototype: the lowest layer that net, tls, http,
 // https and database drivers all reach (Node 20's http captured net.createConnection before any patch).
 import type { Server, Socket } from 'node:net';
-import { disown, own, type GreenThread } from './greenthread.js';
+import { callbackContext, disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './ownership-state.js';
 
 const kUsers = Symbol.for('evy.net.users');
-const kFreeHooked = Symbol.for('evy.net.freeHooked');
+const kShared = Symbol.for('evy.net.shared');
+/** True while a reply is delivered (synchronously: 'data' runs inside push). */
+const kInReply = Symbol.for('evy.net.inReply');
+/** Set up by the connecting thread (`kConnector`) until a thread's own code first makes a request on it. */
+const kSetup = Symbol.for('evy.net.setup');
+const kConnector = Symbol.for('evy.net.connector');
+const kHttp = Symbol.for('evy.net.http');
+const kReqOwner = Symbol.for('evy.http.owner');
+/** The thread an http request serves (null: none), fixed when the request is made. */
+const kReqThread = Symbol.for('evy.http.thread');
 const kOwner = Symbol.for('evy.net.owner');
 const kConns = Symbol.for('evy.net.conns');
+/** Set by GreenSocket on the socket it wraps: it owns its socket itself, through its evy waits. */
+const kGreenSocket = Symbol.for('evy.GreenSocket');
 
 type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
+type AnyReq = Record<symbol, any> & {
+  socket?: AnySock | null;
+  res?: unknown;
+  destroyed?: boolean;
+  destroy(err?: unknown): void;
+  once(ev: string, fn: () => void): void;
+};
 
 /** Is this socket tracked: created through a green module, or net/tls patched globally? */
 function trackedSocket(s: AnySock): boolean {
@@ -33,27 +59,40 @@ function trackedServer(s: AnyServer): boolean {
   return typeof s.addContext === 'function' ? ps.on.tls : ps.on.net;
 }
 
-/** The current thread starts an operation on `s`: it owns the socket until the operation ends. */
+/** Sockets whose ownership is decided elsewhere: by a GreenSocket's waits or by an http request. */
+function ownedElsewhere(s: AnySock): boolean {
+  return s[kGreenSocket] !== undefined || s[kHttp] === true || s._httpMessage != null;
+}
+
+/** Thread `t` starts a request on `s`: it owns the socket until the reply (or the socket's end). */
 export function useSocket(s: AnySock, t: GreenThread): void {
   // process.stdout/stderr are net.Sockets when piped: a thread's console.log must not make them its own.
-  if (s[kNever] === true || s.destroyed || s._isStdio === true) return;
-  if (s._httpMessage != null && s[kFreeHooked] !== true) {
-    // An http.Agent socket: the exchange ends when the agent takes the socket back.
-    s[kFreeHooked] = true;
-    s.on('free', onFree);
-  }
+  if (s[kNever] === true || s[kShared] === true || s.destroyed || s._isStdio === true) return;
   let users: GreenThread[] | undefined = s[kUsers];
   if (users === undefined) users = s[kUsers] = [];
   else if (users.includes(t)) return;
-  if (own(s, destroySocket) === null) return; // a killed thread: the socket was destroyed at once
+  else if (users.length > 0) {
+    // Two threads' requests outstanding at once: a connection several threads share.
+    markShared(s);
+    return;
+  }
+  if (own(s, destroySocket, t) === null) return; // a killed or finished thread
   users.push(t);
 }
 
-function onFree(this: AnySock): void {
-  releaseSocket(this);
+function markShared(s: AnySock): void {
+  s[kShared] = true;
+  releaseSocket(s);
 }
 
-/** Every outstanding operation on `s` ended: it is idle and has no owner. */
+/** A write from the socket's own callbacks (no thread's code): whose it is depends on when it happens. */
+function fromCallback(s: AnySock): void {
+  if (s[kInReply] === true) markShared(s); // a reply to one request, and at once a write for another: a queue
+  else if (s[kSetup] === true) useSocket(s, s[kConnector]); // the handshake and what was queued behind the connect
+  else if ((s[kUsers]?.length ?? 0) > 0) markShared(s); // pipelined behind a thread's request
+}
+
+/** Every outstanding request on `s` ended: it is idle and has no owner. */
 export function releaseSocket(s: AnySock): void {
   const users: GreenThread[] | undefined = s[kUsers];
   if (users === undefined || users.length === 0) return;
@@ -62,18 +101,35 @@ export function releaseSocket(s: AnySock): void {
 }
 
 function destroySocket(s: AnySock, err: unknown): void {
-  const users: GreenThread[] | undefined = s[kUsers];
-  if (users !== undefined) {
-    // Threads killed in this same sweep (or dead) no longer count; a live one still waiting keeps it alive.
-    const live = users.filter((u) => u._killError === undefined && !u.dead);
-    users.length = 0;
-    users.push(...live);
-    if (live.length > 0) return;
-  }
-  if (s.destroyed) return;
+  s[kUsers] = undefined;
+  // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
+  if (s.destroyed || s[kShared] === true || s[kGreenSocket] !== undefined) return;
   absorb(s);
-  absorb(s._httpMessage);
   s.destroy(err as Error);
+}
+
+/** A killed thread's http request: http's own cancellation, with the errors it causes absorbed. */
+function destroyRequest(req: AnyReq, err: unknown): void {
+  req[kReqOwner] = undefined;
+  if (req.destroyed === true) return;
+  absorb(req);
+  absorb(req.res);
+  absorb(req.socket);
+  req.destroy(err);
+}
+
+function releaseRequest(this: AnyReq): void {
+  const o: GreenThread | undefined = this[kReqOwner];
+  this[kReqOwner] = undefined;
+  if (o !== undefined) disown(this, o);
+}
+
+/** The thread `req` serves owns it until it closes (response consumed, or request destroyed). */
+function ownRequest(req: AnyReq, t: GreenThread): void {
+  if (req[kReqOwner] !== undefined) return;
+  req[kReqOwner] = t;
+  req.once('close', releaseRequest);
+  if (own(req, destroyRequest, t) === null) req[kReqOwner] = undefined; // a killed or finished thread
 }
 
 /** A server is owned by the thread that made it listen, until it is closed. */
@@ -115,6 +171,21 @@ function notMain(): GreenThread | null {
   return t === rt.main ? null : t;
 }
 
+/** Runs `fn` with no thread's context: the handles it creates call back into no thread. */
+function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
+  return rt.als!.run(callbackContext, () => fn.apply(self, args));
+}
+
+/**
+ * `tls.connect` (or any socket factory) whose socket must call back into no thread: a TLSSocket's TLS layer
+ * is made in its constructor, before the connect hook runs, and its callbacks keep that context.
+ */
+export function neutralFactory<F extends (...a: any[]) => any>(factory: F): F {
+  return function (this: unknown, ...args: unknown[]) {
+    return notMain() === null ? factory.apply(this, args) : neutral(factory, this, args);
+  } as F;
+}
+
 /** Installs the prototype hooks once (idempotent). They stay inert for untracked handles. */
 export function installNetHooks(): void {
   if (ps.netHooks !== null) return;
@@ -129,12 +200,18 @@ export function installNetHooks(): void {
 
   const connect = SP.connect as (...a: unknown[]) => unknown;
   put(SP, 'connect', function connect_(this: AnySock, ...args: unknown[]) {
-    const r = connect.apply(this, args);
+    if (rt.als === null) return connect.apply(this, args);
+    if (lazyPending) installLazyHooks(put);
     const t = notMain();
-    if (t !== null) {
-      if (trackedSocket(this)) useSocket(this, t);
-    } else if (rt.als !== null && inUnowned()) {
-      this[kNever] = true;
+    if (t === null) {
+      if (inUnowned()) this[kNever] = true;
+      return connect.apply(this, args);
+    }
+    const r = neutral(connect, this, args);
+    if (trackedSocket(this) && !ownedElsewhere(this) && this[kUsers] === undefined) {
+      this[kSetup] = true;
+      this[kConnector] = t;
+      useSocket(this, t);
     }
     return r;
   });
@@ -145,19 +222,29 @@ export function installNetHooks(): void {
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
-    if (rt.als !== null && this.readable) {
+    if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this) && !ownedElsewhere(this)) {
       const t = notMain();
-      if (t !== null && trackedSocket(this)) useSocket(this, t);
+      if (t !== null) {
+        this[kSetup] = false; // a thread's own request: whatever came before it was setup
+        useSocket(this, t);
+      } else if (rt.als.getStore() === callbackContext) fromCallback(this);
     }
     return r;
   });
 
   const push = SP.push as (chunk: unknown, encoding?: unknown) => boolean;
   put(SP, 'push', function push_(this: AnySock, chunk: unknown, encoding?: unknown) {
-    // A reply arrived: the operations waiting on it are over (unless an http exchange is still attached).
-    const users = this[kUsers];
-    if (users !== undefined && users.length !== 0 && this._httpMessage == null) releaseSocket(this);
-    return push.call(this, chunk, encoding);
+    // A reply arrived: the requests waiting on it are over. What a library writes while it delivers
+    // that reply ('data' runs inside push) it writes for another caller: see the write hook.
+    const users: GreenThread[] | undefined = this[kUsers];
+    if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
+    releaseSocket(this);
+    this[kInReply] = true;
+    try {
+      return push.call(this, chunk, encoding);
+    } finally {
+      this[kInReply] = undefined;
+    }
   });
 
   const destroy_ = SP._destroy as (...a: unknown[]) => unknown;
@@ -188,13 +275,80 @@ export function installNetHooks(): void {
     return close.apply(this, args);
   });
 
+  lazyPending = true;
+  installLazyHooks(put);
+
   ps.netHooks = () => {
+    lazyPending = httpDone = tlsDone = false;
+    loadCount = -1;
     for (let i = saved.length - 1; i >= 0; i--) {
       const [obj, key, wasOwn, value] = saved[i]!;
       if (wasOwn) obj[key] = value;
       else delete obj[key];
     }
   };
+}
+
+// ---- http(s) ---------------------------------------------------------------------------------------
+
+/**
+ * The http and tls hooks wait until those modules are loaded (loading them for an app that never uses them
+ * costs startup): checked whenever the list of loaded builtins has grown, at the next socket connect.
+ */
+let lazyPending = false;
+let loadCount = -1;
+let httpDone = false;
+let tlsDone = false;
+
+function installLazyHooks(put: (obj: any, key: string, value: unknown) => void): void {
+  const list = (process as NodeJS.Process & { moduleLoadList: string[] }).moduleLoadList;
+  if (list.length === loadCount) return;
+  loadCount = list.length;
+  if (!tlsDone && list.includes('NativeModule tls')) {
+    tlsDone = true;
+    const tls = process.getBuiltinModule('tls') as any;
+    put(tls, 'connect', neutralFactory(tls.connect));
+    (process.getBuiltinModule('module') as typeof import('node:module')).syncBuiltinESMExports();
+  }
+  if (!httpDone && list.includes('NativeModule _http_client')) {
+    httpDone = true;
+    installHttpHooks(put);
+  }
+  lazyPending = !(tlsDone && httpDone);
+}
+
+function installHttpHooks(put: (obj: any, key: string, value: unknown) => void): void {
+  const http = process.getBuiltinModule('http') as typeof import('node:http');
+  const AP = http.Agent.prototype as any;
+  const RP = http.ClientRequest.prototype as any;
+
+  // Called in the requesting thread's code (the ClientRequest constructor): the request is that thread's.
+  // The agent creates sockets here (neutral: their callbacks are no thread's) or queues the request.
+  const addRequest = AP.addRequest as (...a: unknown[]) => unknown;
+  put(AP, 'addRequest', function addRequest_(this: unknown, req: AnyReq, ...rest: unknown[]) {
+    const t = notMain();
+    req[kReqThread] = t;
+    if (t === null) return addRequest.call(this, req, ...rest);
+    const r = neutral(addRequest, this, [req, ...rest]);
+    ownRequest(req, t);
+    return r;
+  });
+
+  // The agent hands a socket to a request from wherever it is (another request's 'free', a socket's
+  // 'close'): the request's own work from here on (writing it, its response callbacks) runs as its thread.
+  const onSocket = RP.onSocket as (...a: unknown[]) => unknown;
+  put(RP, 'onSocket', function onSocket_(this: AnyReq, socket: AnySock | null, ...rest: unknown[]) {
+    if (socket != null && typeof socket === 'object') socket[kHttp] = true;
+    if (rt.als === null) return onSocket.call(this, socket, ...rest);
+    let t: GreenThread | null | undefined = this[kReqThread];
+    if (t === undefined) {
+      // No agent: called from the constructor, in the requesting thread's code.
+      t = this[kReqThread] = notMain();
+      if (t !== null) ownRequest(this, t);
+    }
+    if (t === null || t.dead) return neutral(onSocket, this, [socket, ...rest]);
+    return rt.als.run(t, () => onSocket.call(this, socket, ...rest));
+  });
 }
 
 export function uninstallNetHooks(): void {
@@ -204,14 +358,12 @@ export function uninstallNetHooks(): void {
   un();
 }
 
-/** Marks a socket or server made by a green module, and starts tracking it if made inside a thread. */
+/** Marks a socket or server made by a green module: tracked even where net/tls are not patched. */
 export function greenSocket<S extends Socket>(s: S): S {
   installNetHooks();
   const a = s as unknown as AnySock;
   a[kGreen] = true;
-  const t = notMain();
-  if (t !== null) useSocket(a, t); // it is connecting: an operation outstanding
-  else if (rt.als !== null && inUnowned()) a[kNever] = true;
+  if (rt.als !== null && inUnowned()) a[kNever] = true;
   return s;
 }
 

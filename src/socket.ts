@@ -7,7 +7,7 @@ import type tls from 'node:tls';
 import { netModule } from './builtins.js';
 import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from './errors.js';
 import { disown, type GreenThread, own } from './greenthread.js';
-import { current } from './runtime.js';
+import { current, rt } from './runtime.js';
 import { Waiter } from './waiter.js';
 import { SocketFile } from './socketfile.js';
 
@@ -85,6 +85,11 @@ function ebadf(what: string): SocketError {
   return new SocketError(`${what}: socket is closed`, 'EBADF');
 }
 
+function creatorThread(): GreenThread | null {
+  const t = current();
+  return t.dead || t === rt.main ? null : t;
+}
+
 /** An evy wait on a socket operation; it releases the socket's op slot however it ends. */
 class OpWaiter<T> extends Waiter<T> {
   owner: GreenThread | null = null;
@@ -139,6 +144,8 @@ export class GreenSocket {
   readonly raw: RawSocket | net.Server;
   /** @internal */ _timeoutMs: number | undefined = undefined;
   /** @internal */ _closed = false;
+  /** The thread that made this socket (connected, listened, wrapped or accepted it); null: the main thread. */
+  private _creator: GreenThread | null = creatorThread();
   /** @internal */ _fileRefs = 0;
   /** @internal The host name it was connected to (wrapSsl's default servername). */
   _host: string | undefined = undefined;
@@ -222,7 +229,7 @@ export class GreenSocket {
     if (stop !== null) return stop;
     if (n === 0) return Promise.resolve(EMPTY);
     const w = new OpWaiter<Buffer>(t, 'GreenSocket.recv', this, READ);
-    w.owner = own(this, destroyOwned);
+    w.owner = this._ownFor(t);
     this._reader = w;
     this._readN = n;
     return w.park(null, this._timeoutMs, opTimeout);
@@ -317,7 +324,7 @@ export class GreenSocket {
     const raw = this.raw as net.Socket;
     if (raw.isPaused()) raw.resume(); // a reader that wants more (a long line) may exceed the mark
     const w = new OpWaiter<Buffer>(t, what, this, READ);
-    w.owner = own(this, destroyOwned);
+    w.owner = this._ownFor(t);
     this._reader = w;
     this._readN = 0; // 0: keep the data in the buffer
     return w.park(null, this._timeoutMs, opTimeout).then((b) => b.length > 0 || this._bufLen > 0);
@@ -405,7 +412,7 @@ export class GreenSocket {
 
   private _waitDrain(t: GreenThread, label: string): Promise<void> {
     const w = new OpWaiter<void>(t, label, this, WRITE);
-    w.owner = own(this, destroyOwned);
+    w.owner = this._ownFor(t);
     this._writer = w;
     return w.park(null, this._timeoutMs, opTimeout);
   }
@@ -438,7 +445,7 @@ export class GreenSocket {
     if (a !== null && !a.settled) return Promise.reject(concurrent('accept', a));
     if (this._timeoutMs === 0) return Promise.reject(wouldBlock('accept'));
     const w = new OpWaiter<[GreenSocket, Address]>(t, 'GreenSocket.accept', this, ACCEPT);
-    w.owner = own(this, destroyOwned);
+    w.owner = this._ownFor(t);
     this._acceptor = w;
     return w.park(null, this._timeoutMs, opTimeout);
   }
@@ -486,7 +493,7 @@ export class GreenSocket {
       return Promise.reject(this._err);
     }
     const w = new OpWaiter<void>(t, label, this, CONNECT);
-    w.owner = own(this, destroyOwned);
+    w.owner = this._ownFor(t);
     this._writer = w;
     (this.raw as net.Socket).once(event, () => {
       if (this._writer === w) {
@@ -723,6 +730,15 @@ export class GreenSocket {
     this._err = new SocketError('socket was wrapped by wrapSsl: use the socket it returned', 'EBADF');
     this._failAll(this._err, null);
     this._closed = true;
+  }
+
+  /**
+   * @internal A wait of `t` on this socket: it owns the socket (a kill destroys it) only if it made it. An
+   * interrupted wait on a socket another thread made (a Timeout around a recv on an accepted connection) is
+   * just an interrupted wait: the socket stays open and keeps every byte.
+   */
+  _ownFor(t: GreenThread): GreenThread | null {
+    return t === this._creator ? own(this, destroyOwned) : null;
   }
 
   /** @internal Ends `owner`'s ownership unless it still has another op outstanding here. */

@@ -40,7 +40,7 @@ export class Timeout extends Error {
       this.timer = null;
     }
     const t = this.thread;
-    if (t !== null && t._pendingThrow === this.error) t._pendingThrow = undefined;
+    if (t !== null) t._dropThrow(this.error);
     this.thread = null;
   }
 
@@ -54,7 +54,7 @@ export class Timeout extends Error {
     const t = this.thread;
     if (t === null || t.dead) return;
     // Parked: reject the waits now. Busy on a foreign await: deliver at its next evy wait.
-    if (!t._interrupt(this.error)) t._pendingThrow = this.error;
+    if (!t._interrupt(this.error)) t._queueThrow(this.error);
   }
 }
 brand(Timeout, 'Timeout');

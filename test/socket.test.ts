@@ -423,14 +423,53 @@ describe('timeouts', () => {
     closeAll(c, s, l);
   });
 
-  it('withTimeout kills the reader: the socket it owned is destroyed, the peer sees the end', async () => {
-    const [l, c, s] = await pair();
-    const err = await withTimeout(0.05, () => c.recv(10)).catch((e: unknown) => e);
+  it('withTimeout kills a reader on a socket it made: the socket dies with it, the peer sees the end', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const port = (l.getsockname() as [string, number])[1];
+    let made: GreenSocket | null = null;
+    const err = await withTimeout(0.1, async () => {
+      made = await connect(['127.0.0.1', port]);
+      await made.recv(10);
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Timeout);
+    const c = made as unknown as GreenSocket;
     expect((c.raw as net.Socket).destroyed).toBe(true);
+    const [s] = await l.accept();
     expect((await s.recv(10)).length).toBe(0);
     await expect(c.recv(1)).rejects.toMatchObject({ code: 'EBADF' });
     closeAll(c, s, l);
+  });
+
+  it('withTimeout around recv/sendall/accept on sockets the thread did not make: they stay open, no byte lost', async () => {
+    const [l, c, s] = await pair();
+    // recv interrupted, then the data that arrives afterwards is all there, in order.
+    expect(await withTimeout(0.03, () => c.recv(10)).catch((e: unknown) => e)).toBeInstanceOf(Timeout);
+    expect((c.raw as net.Socket).destroyed).toBe(false);
+    await s.sendall('after the timeout');
+    const f = c.makefile('r');
+    expect((await f.read(17)).toString()).toBe('after the timeout');
+    await f.close();
+    // sendall interrupted while the peer does not read: every byte still arrives (eventlet's final write).
+    const big = payload(4 * 1024 * 1024);
+    expect(await withTimeout(0.02, () => c.sendall(big)).catch((e: unknown) => e)).toBeInstanceOf(Timeout);
+    const reader = spawn(async () => {
+      const got: Buffer[] = [];
+      for (let n = 0; n < big.length + 3; ) {
+        const b = await s.recv(65536);
+        got.push(b);
+        n += b.length;
+      }
+      return got;
+    });
+    await c.sendall('END');
+    expect(sha(await reader.wait())).toBe(sha([big, Buffer.from('END')]));
+    // accept interrupted: the listener keeps accepting.
+    expect(await withTimeout(0.02, () => l.accept()).catch((e: unknown) => e)).toBeInstanceOf(Timeout);
+    const port = (l.getsockname() as [string, number])[1];
+    const [c2, [s2]] = await Promise.all([connect(['127.0.0.1', port]), l.accept()]);
+    await c2.sendall('x');
+    expect((await s2.recv(1)).toString()).toBe('x');
+    closeAll(c, s, l, c2, s2);
   });
 });
 
@@ -460,7 +499,7 @@ describe('threads and ownership', () => {
     closeAll(c, s, l);
   });
 
-  it('killing a thread parked on recv rejects it with GreenletExit and destroys the socket it owns', async () => {
+  it('killing a thread parked on recv rejects it with GreenletExit; a socket it did not make stays open', async () => {
     const [l, c, s] = await pair();
     let finallyRan = false;
     const t = spawn(async () => {
@@ -474,9 +513,27 @@ describe('threads and ownership', () => {
     await t.kill();
     expect(finallyRan).toBe(true);
     await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
-    expect((c.raw as net.Socket).destroyed).toBe(true);
-    expect((await s.recv(10)).length).toBe(0);
+    expect((c.raw as net.Socket).destroyed).toBe(false);
+    await s.sendall('kept');
+    expect((await c.recv(10)).toString()).toBe('kept');
     closeAll(c, s, l);
+  });
+
+  it('killing a thread parked on recv on a socket it made destroys that socket', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const port = (l.getsockname() as [string, number])[1];
+    let made: GreenSocket | null = null;
+    const t = spawn(async () => {
+      made = await connect(['127.0.0.1', port]);
+      await made.recv(10);
+    });
+    const [s] = await l.accept();
+    await sleep(0.01);
+    await t.kill();
+    await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
+    expect(((made as unknown as GreenSocket).raw as net.Socket).destroyed).toBe(true);
+    expect((await s.recv(10)).length).toBe(0);
+    closeAll(s, l);
   });
 
   it('the kill of a thread that merely created a socket leaves another thread’s use of it alone', async () => {
@@ -499,16 +556,19 @@ describe('threads and ownership', () => {
     closeAll(c, s, l);
   });
 
-  it('a killed writer parked on backpressure destroys its socket; another thread’s reader sees EBADF', async () => {
+  it('a killed writer parked on backpressure destroys the socket it made; another thread’s reader sees EBADF', async () => {
     let peer!: net.Socket;
     const [srv, port] = await rawServer((sock) => {
       peer = sock;
       sock.pause();
     });
-    const c = await connect(['127.0.0.1', port]);
+    let made: GreenSocket | null = null;
     const writer = spawn(async () => {
-      for (;;) await c.sendall(payload(256 * 1024));
+      made = await connect(['127.0.0.1', port]);
+      for (;;) await made.sendall(payload(256 * 1024));
     });
+    while (made === null) await sleep(0.005);
+    const c = made as GreenSocket;
     const reader = spawn(() => c.recv(10));
     await sleep(0.2);
     await writer.kill();

@@ -2,7 +2,7 @@
 // same rule as evy/green/net (a TLSSocket is a net.Socket: the same hooks see it).
 import * as tls from 'node:tls';
 import { layer } from '../ownership.js';
-const { greenServer, greenSocket } = layer.net;
+const { greenServer, greenSocket, neutralFactory } = layer.net;
 const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:tls';
@@ -10,8 +10,10 @@ export * from 'node:tls';
 const base: typeof tls = (tls as any).default ?? tls;
 const O = base as unknown as Record<"connect" | "createServer", (...a: unknown[]) => any>;
 
+const tlsConnect = neutralFactory(O.connect);
+
 export const connect = function connect(...args: unknown[]) {
-  return greenSocket(O.connect(...args));
+  return greenSocket(tlsConnect(...args));
 } as typeof tls.connect;
 
 export const createServer = function createServer(...args: unknown[]) {
