@@ -803,7 +803,7 @@ async function childScenario(ti, inject) {
     // Issue 11 item 6: the kill lands 0–5 ms after the start.
     const c = note(exec(`sh -c 'echo $$ >> ${PIDFILE}; exec sleep ${MARK}'; true`));
     c.on('error', () => {});
-    if (inject) inject(rint(0, 5));
+    if (typeof inject === 'function') inject(rint(0, 5)); // a pool victim's body gets the wave's params here
     await op(ti, 'child.exec.wait', () => (c.wait ? c.wait() : until(new Promise((r) => c.once('exit', r)))));
   } else if (kind === 'execFile-sleep') {
     await op(ti, 'child.execFile.sleep', () => new Promise((resolve, reject) => note(execFile('sleep', [MARK], (e) => (e ? reject(e) : resolve())))));

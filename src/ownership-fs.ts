@@ -17,7 +17,7 @@ function thread(): GreenThread | null {
 
 function destroyStream(s: any, err: unknown): void {
   if (s.destroyed) return;
-  absorb(s);
+  absorb(s, err);
   s.destroy(err);
 }
 

@@ -104,7 +104,7 @@ function destroySocket(s: AnySock, err: unknown): void {
   s[kUsers] = undefined;
   // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
   if (s.destroyed || s[kShared] === true || s[kGreenSocket] !== undefined) return;
-  absorb(s);
+  absorb(s, err);
   s.destroy(err as Error);
 }
 
@@ -112,9 +112,9 @@ function destroySocket(s: AnySock, err: unknown): void {
 function destroyRequest(req: AnyReq, err: unknown): void {
   req[kReqOwner] = undefined;
   if (req.destroyed === true) return;
-  absorb(req);
-  absorb(req.res);
-  absorb(req.socket);
+  absorb(req, err);
+  absorb(req.res, err);
+  absorb(req.socket, err);
   req.destroy(err);
 }
 
@@ -156,8 +156,8 @@ function destroyServer(srv: AnyServer, err: unknown): void {
   srv[kConns] = undefined;
   if (conns !== undefined) {
     for (const c of conns) {
-      absorb(c);
-      absorb(c._httpMessage);
+      absorb(c, err);
+      absorb(c._httpMessage, err);
       c.destroy(err as Error);
     }
   }

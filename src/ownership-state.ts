@@ -114,13 +114,40 @@ function swallow(this: unknown, err: unknown): void {
   debug('absorbed an error caused by destroying a killed thread\'s handle: %o', err);
 }
 
+const kShielded = Symbol.for('evy.shielded');
+
+/** True when `e` is `err` or was caused by it (a library wrapping the kill error). */
+function causedBy(e: unknown, err: unknown): boolean {
+  for (let i = 0; i < 8 && e !== null && typeof e === 'object'; i++) {
+    if (e === err) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return e === err;
+}
+
 /**
- * Destroying a killed thread's handle must not crash the process with an unhandled 'error': an emitter
- * that has no 'error' listener gets one that absorbs (and, with NODE_DEBUG=evy, prints) the error.
+ * Destroying a killed thread's handle must not crash the process with an unhandled 'error'. An emitter
+ * that has no 'error' listener gets one that absorbs (and, with NODE_DEBUG=evy, prints) the error. With
+ * `err`, the kill error the handle is destroyed with: a library may re-emit it on an emitter of its own
+ * that has no listener (pg's Client re-emits its socket's error), which throws out of the handle's own
+ * 'error' event; that throw is absorbed too, and any other error still propagates.
  */
-export function absorb(emitter: any): void {
+export function absorb(emitter: any, err?: unknown): void {
   if (emitter == null || typeof emitter.listenerCount !== 'function') return;
   if (emitter.listenerCount('error') === 0) emitter.on('error', swallow);
+  if (err === undefined || emitter[kShielded] === true || typeof emitter.emit !== 'function') return;
+  emitter[kShielded] = true;
+  const emit = emitter.emit;
+  emitter.emit = function shieldedEmit(this: unknown, type: unknown, ...args: unknown[]) {
+    if (type !== 'error') return emit.call(this, type, ...args);
+    try {
+      return emit.call(this, type, ...args);
+    } catch (e) {
+      if (!causedBy(e, err)) throw e;
+      debug('absorbed an error rethrown from a killed thread\'s handle: %o', e);
+      return true;
+    }
+  };
 }
 
 /**
