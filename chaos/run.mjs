@@ -533,7 +533,9 @@ class GreenLine {
     this.nextId = 0;
     this.expect = 1;
     this.buf = Buffer.alloc(0);
-    this.ready = evy.connect(['127.0.0.1', ECHO_PORT]).then((s) => {
+    // connect() is an evy wait of the thread calling it: a Timeout or a kill of that thread rejects it. A
+    // connection meant for everyone is made in a thread of its own, and each user waits on that thread.
+    this.ready = spawn(() => evy.connect(['127.0.0.1', ECHO_PORT])).wait().then((s) => {
       this.sock = s;
       if (mode === 'file') this.file = s.makefile('r');
     });
@@ -775,7 +777,7 @@ async function fsScenario(ti) {
       const rs = fs.createReadStream(BIG, { highWaterMark: 1024 });
       rs.on('error', () => {});
       rs.pause();
-      await op(ti, 'fs.hold', () => (chance(0.5) ? foreignDelay(5_000) : sleep(5)));
+      await op(ti, 'fs.hold', () => (chance(0.5) ? foreignDelay(1_500) : sleep(5))); // foreign: ends within the leak check's 3 s settle
       rs.destroy();
       await fh.close();
     }
@@ -1474,6 +1476,7 @@ if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
   }
 }
 
+if (leaks.length > 0 && globalThis.__liveTimers) for (const [, [type, st, res]] of globalThis.__liveTimers) if (type === 'Timeout' && !res._destroyed && res.hasRef?.()) process._rawDebug('LEAKTIMER', res._idleTimeout, String(res._onTimeout).slice(0, 200), st);
 const heapEnd = heap();
 printSummary(heapEnd);
 

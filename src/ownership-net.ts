@@ -29,6 +29,9 @@ const kInReply = Symbol.for('evy.net.inReply');
 /** Set up by the connecting thread (`kConnector`) until a thread's own code first makes a request on it. */
 const kSetup = Symbol.for('evy.net.setup');
 const kConnector = Symbol.for('evy.net.connector');
+/** The kill error of an abandoned setup, until decided; `kTaken` once another writer showed up. */
+const kAbandoned = Symbol.for('evy.net.abandoned');
+const kTaken = Symbol('taken');
 const kHttp = Symbol.for('evy.net.http');
 const kReqOwner = Symbol.for('evy.http.owner');
 /** The thread an http request serves (null: none), fixed when the request is made. */
@@ -76,7 +79,13 @@ export function useSocket(s: AnySock, t: GreenThread): void {
     markShared(s);
     return;
   }
-  if (own(s, destroySocket, t) === null) return; // a killed or finished thread
+  if (t._killError !== undefined) {
+    // A killed thread's code still running (detached) makes no new claims; a socket it is setting up is
+    // abandoned, unless another thread turns out to be waiting on it.
+    if (s[kSetup] === true && s[kConnector] === t) abandon(s, t._killError);
+    return;
+  }
+  if (own(s, destroySocket, t) === null) return; // a finished thread
   users.push(t);
 }
 
@@ -102,10 +111,33 @@ export function releaseSocket(s: AnySock): void {
 
 function destroySocket(s: AnySock, err: unknown): void {
   s[kUsers] = undefined;
+  if (s[kSetup] === true) abandon(s, err);
+  else destroyNow(s, err);
+}
+
+function destroyNow(s: AnySock, err: unknown): void {
   // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
   if (s.destroyed || s[kShared] === true || s[kGreenSocket] !== undefined) return;
   absorb(s, err);
   s.destroy(err as Error);
+}
+
+/**
+ * The connecting thread was killed while setting the socket up. Others may be waiting on that connect (a
+ * client created lazily by whichever thread came first), and evy cannot see them: so the socket is
+ * destroyed once it is connected only if, by the end of that loop turn, nobody else has written to it.
+ */
+function abandon(s: AnySock, err: unknown): void {
+  if (s[kAbandoned] !== undefined) return;
+  s[kAbandoned] = err;
+  if (s.connecting) s.once('connect', () => rt.timers.setImmediate(decideAbandoned, s));
+  else rt.timers.setImmediate(decideAbandoned, s);
+}
+
+function decideAbandoned(s: AnySock): void {
+  const err = s[kAbandoned];
+  s[kAbandoned] = undefined;
+  if (err !== kTaken) destroyNow(s, err);
 }
 
 /** A killed thread's http request: http's own cancellation, with the errors it causes absorbed. */
@@ -219,6 +251,7 @@ export function installNetHooks(): void {
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
     const r = write.call(this, chunk, encoding, cb);
+    if (this[kAbandoned] !== undefined && !notMain()?._killError) this[kAbandoned] = kTaken; // someone else uses it
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.

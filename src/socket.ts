@@ -122,7 +122,7 @@ function opTimeout(w: Waiter<any>): void {
 }
 
 function destroyOwned(gs: GreenSocket, error: unknown): void {
-  gs._destroy(error);
+  if (!gs._isShared) gs._destroy(error);
 }
 
 function concurrent(what: string, other: Waiter<any>): EvyError {
@@ -146,6 +146,8 @@ export class GreenSocket {
   /** @internal */ _closed = false;
   /** The thread that made this socket (connected, listened, wrapped or accepted it); null: the main thread. */
   private _creator: GreenThread | null = creatorThread();
+  /** Another thread than its creator has waited on it: a kill never destroys it. */
+  private _sharedUse = false;
   /** @internal */ _fileRefs = 0;
   /** @internal The host name it was connected to (wrapSsl's default servername). */
   _host: string | undefined = undefined;
@@ -437,6 +439,7 @@ export class GreenSocket {
     const q = this._pending!;
     if (q.length > 0) {
       const c = q.shift()!;
+      c._acceptedBy(t);
       return Promise.resolve([c, c._peer ?? '']);
     }
     if (this._err !== null) return Promise.reject(this._err);
@@ -459,6 +462,7 @@ export class GreenSocket {
     const a = this._acceptor;
     if (a !== null) {
       this._release(a);
+      c._acceptedBy(a.thread);
       a.wake([c, c._peer ?? '']);
     } else {
       this._pending!.push(c);
@@ -732,13 +736,26 @@ export class GreenSocket {
     this._closed = true;
   }
 
+  /** @internal accept() handed this connection to `t`: the thread that accepted it made it. */
+  _acceptedBy(t: GreenThread): void {
+    this._creator = t === rt.main || t.dead ? null : t;
+  }
+
+  /** @internal */
+  get _isShared(): boolean {
+    return this._sharedUse;
+  }
+
   /**
-   * @internal A wait of `t` on this socket: it owns the socket (a kill destroys it) only if it made it. An
-   * interrupted wait on a socket another thread made (a Timeout around a recv on an accepted connection) is
-   * just an interrupted wait: the socket stays open and keeps every byte.
+   * @internal A wait of `t` on this socket: it owns the socket (a kill destroys it) only if it made it and no
+   * other thread has used it. An interrupted wait on a socket another thread made (a Timeout around a recv
+   * on an accepted connection), or on one several threads share, is just an interrupted wait: the socket
+   * stays open and keeps every byte.
    */
   _ownFor(t: GreenThread): GreenThread | null {
-    return t === this._creator ? own(this, destroyOwned) : null;
+    if (t === this._creator && !this._sharedUse) return own(this, destroyOwned);
+    if (t !== rt.main) this._sharedUse = true;
+    return null;
   }
 
   /** @internal Ends `owner`'s ownership unless it still has another op outstanding here. */
