@@ -524,8 +524,10 @@ async function lineScenario(ti) {
 // Issue 11 item 7: a Timeout that interrupts sendall/recv/readline on a socket the thread did not create
 // must leave it open, no byte lost: the next user skips the stale echo (checked in order) and gets its own.
 const gsShared = { recv: null, file: null };
+const allGreenLines = []; // every shared GreenSocket the harness made: it closes them all at the end
 class GreenLine {
   constructor(mode) {
+    allGreenLines.push(this);
     this.mode = mode; // 'recv' (own buffer over recv) | 'file' (makefile().readline())
     this.gen = new Gen(`GreenSocket.${mode}`);
     this.gen.noDoom = (why) => why !== 'kill'; // a Timeout (or withTimeout) must never destroy it
@@ -533,16 +535,22 @@ class GreenLine {
     this.nextId = 0;
     this.expect = 1;
     this.buf = Buffer.alloc(0);
-    // connect() is an evy wait of the thread calling it: a Timeout or a kill of that thread rejects it. A
-    // connection meant for everyone is made in a thread of its own, and each user waits on that thread.
-    this.ready = spawn(() => evy.connect(['127.0.0.1', ECHO_PORT])).wait().then((s) => {
-      this.sock = s;
-      if (mode === 'file') this.file = s.makefile('r');
+    // connect() (like wait()) is an evy wait of the thread calling it: a Timeout or a kill of that thread
+    // rejects it. A connection meant for everyone is made in a thread of its own, which publishes it.
+    this.ready = new Promise((resolve, reject) => {
+      spawn(async () => {
+        const s = await evy.connect(['127.0.0.1', ECHO_PORT]);
+        this.sock = s;
+        if (mode === 'file') this.file = s.makefile('r');
+      })
+        .link((gt) => gt.wait().then(resolve, reject));
     });
     this.ready.catch(() => this.drop());
   }
   drop() {
     if (gsShared[this.mode] === this) gsShared[this.mode] = null;
+    this.file?.close().catch(() => {});
+    this.sock?.close(); // the harness's own connection: nobody else closes it
   }
   async readline() {
     if (this.mode === 'file') return (await this.file.readline()).toString();
@@ -568,6 +576,7 @@ class GreenLine {
         const line = await this.readline();
         if (line === '') {
           this.drop();
+          if (VERBOSE) console.error(`chaos: shared GreenSocket(${this.mode}) got EOF`);
           throw new Error(`GreenSocket(${this.mode}) EOF`);
         }
         if (!line.endsWith('\n')) count('integrity', `GreenSocket(${this.mode}): partial line ${JSON.stringify(line.slice(0, 40))}`);
@@ -1371,9 +1380,9 @@ closing.push(pgShared?.client.end().catch(() => {}));
 closing.push(pgPool?.end().catch(() => {}));
 if (redisShared) redisShared.client.disconnect();
 lineShared?.sock.destroy();
-for (const g of Object.values(gsShared)) {
-  g?.file?.close();
-  g?.sock?.close();
+for (const g of allGreenLines) {
+  g.file?.close().catch(() => {});
+  g.sock?.close();
 }
 acceptor.close();
 agent.destroy();
@@ -1476,6 +1485,7 @@ if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
   }
 }
 
+if (leaks.length > 0 && globalThis.__liveTcp) for (const [, [st, res]] of globalThis.__liveTcp) { const o = res[Object.getOwnPropertySymbols(res).find((x) => String(x) === 'Symbol(owner_symbol)')]; if (o && !o.destroyed) process._rawDebug('LEAKTCP', o.localPort, o.remotePort, st); }
 if (leaks.length > 0 && globalThis.__liveTimers) for (const [, [type, st, res]] of globalThis.__liveTimers) if (type === 'Timeout' && !res._destroyed && res.hasRef?.()) process._rawDebug('LEAKTIMER', res._idleTimeout, String(res._onTimeout).slice(0, 200), st);
 const heapEnd = heap();
 printSummary(heapEnd);

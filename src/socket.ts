@@ -162,7 +162,7 @@ export class GreenSocket {
   private _reader: OpWaiter<Buffer> | null = null;
   private _readN = 0;
   private _writer: OpWaiter<any> | null = null;
-  private _acceptor: OpWaiter<[GreenSocket, Address]> | null = null;
+  private _acceptor: OpWaiter<GreenSocket> | null = null;
   private _pending: GreenSocket[] | null = null;
   private _peer: Address | null = null;
   private _local: Address | null = null;
@@ -437,20 +437,34 @@ export class GreenSocket {
     if (e !== undefined) return Promise.reject(e);
     if (!this._listening) return Promise.reject(new SocketError('accept: socket is not listening', 'EINVAL'));
     const q = this._pending!;
-    if (q.length > 0) {
-      const c = q.shift()!;
-      c._acceptedBy(t);
-      return Promise.resolve([c, c._peer ?? '']);
-    }
+    if (q.length > 0) return this._handOver(t, Promise.resolve(q.shift()!));
     if (this._err !== null) return Promise.reject(this._err);
     if (this._closed) return Promise.reject(ebadf('accept'));
     const a = this._acceptor;
     if (a !== null && !a.settled) return Promise.reject(concurrent('accept', a));
     if (this._timeoutMs === 0) return Promise.reject(wouldBlock('accept'));
-    const w = new OpWaiter<[GreenSocket, Address]>(t, 'GreenSocket.accept', this, ACCEPT);
+    const w = new OpWaiter<GreenSocket>(t, 'GreenSocket.accept', this, ACCEPT);
     w.owner = this._ownFor(t);
     this._acceptor = w;
-    return w.park(null, this._timeoutMs, opTimeout);
+    return this._handOver(t, w.park(null, this._timeoutMs, opTimeout));
+  }
+
+  /**
+   * The connection `accepted` gives `t`. A kill or Timeout that lands after it was taken but before `t`
+   * resumes: `t` will not live to use or close it, so it goes back to the front of the queue for the next
+   * accept(), not a byte lost. Until `t`'s first operation on it, a kill of `t` destroys it.
+   */
+  private _handOver(t: GreenThread, accepted: Promise<GreenSocket>): Promise<[GreenSocket, Address]> {
+    return accepted.then((c) => {
+      const late = t._takeInterrupt();
+      if (late !== undefined) {
+        if (this._closed) c._destroy(undefined);
+        else this._pending!.unshift(c);
+        throw late;
+      }
+      c._acceptedBy(t);
+      return [c, c._peer ?? ''];
+    });
   }
 
   /** @internal A new connection (already wrapped). */
@@ -462,8 +476,7 @@ export class GreenSocket {
     const a = this._acceptor;
     if (a !== null) {
       this._release(a);
-      c._acceptedBy(a.thread);
-      a.wake([c, c._peer ?? '']);
+      a.wake(c);
     } else {
       this._pending!.push(c);
     }
@@ -548,6 +561,7 @@ export class GreenSocket {
 
   /** @internal Destroys the raw socket at once (a kill, an abandoned connect). Never emits an unhandled error. */
   _destroy(error: unknown): void {
+    if (this._creator !== null) disown(this, this._creator);
     const first = this._err === null;
     if (first) {
       this._err =
@@ -571,6 +585,7 @@ export class GreenSocket {
   close(): void {
     if (this._closed) return;
     this._closed = true;
+    if (this._creator !== null) disown(this, this._creator);
     if (this._fileRefs > 0) return;
     this._finalClose();
   }
@@ -736,9 +751,10 @@ export class GreenSocket {
     this._closed = true;
   }
 
-  /** @internal accept() handed this connection to `t`: the thread that accepted it made it. */
+  /** @internal accept() handed this connection to `t`: the thread that accepted it made it, and owns it. */
   _acceptedBy(t: GreenThread): void {
     this._creator = t === rt.main || t.dead ? null : t;
+    if (this._creator !== null) own(this, destroyOwned, t);
   }
 
   /** @internal */
