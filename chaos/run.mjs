@@ -627,7 +627,10 @@ async function acceptScenario(ti) {
       portNames[ACCEPT_PORT] = 'a GreenSocket listener';
     }
     if (ti.deadline && chance(0.6)) {
-      await op(ti, 'greensocket.accept.idle', () => acceptor.accept()); // nobody connects: a Timeout ends it
+      // Nobody connects for us: a Timeout ends it. It may still get a connection an interrupted accept() put
+      // back (that client's own thread has gone): close it, as an app's accept loop would.
+      const [s] = await op(ti, 'greensocket.accept.idle', () => acceptor.accept());
+      s.close();
       return;
     }
     const token = crypto.randomBytes(8).toString('hex');

@@ -458,8 +458,12 @@ export class GreenSocket {
     return accepted.then((c) => {
       const late = t._takeInterrupt();
       if (late !== undefined) {
+        const a = this._acceptor;
         if (this._closed) c._destroy(undefined);
-        else this._pending!.unshift(c);
+        else if (a !== null && !a.settled) {
+          this._release(a); // another thread is already waiting: it gets the connection
+          a.wake(c);
+        } else this._pending!.unshift(c);
         throw late;
       }
       c._acceptedBy(t);
