@@ -11,7 +11,7 @@ const { dirname } = process.getBuiltinModule('path') as typeof import('node:path
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Worker } from 'node:worker_threads';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
-import { GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
+import { callbackContext, GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
 import { current, rt } from './runtime.js';
 import { addSpawnHook, removeSpawnHook } from './spawn-hooks.js';
 import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
@@ -742,7 +742,11 @@ export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptio
     init(id, type, trigger, resource) {
       if (type === 'PROMISE') return;
       // The raw store: callbacks of a thread that ended still count as its own.
-      let store = rt.als?.getStore() ?? creators.get(trigger)?.thread;
+      // A socket evy connected outside the thread's context (so its callbacks are no thread's) was still
+      // made by the thread whose code ran then: that is its trigger.
+      let store = rt.als?.getStore();
+      if (store === callbackContext) store = (rt.ext.neutralFor as GreenThread | undefined) ?? creators.get(trigger)?.thread;
+      else if (store === undefined) store = creators.get(trigger)?.thread;
       let stack: string | undefined;
       if (store === undefined && type === 'FILEHANDLE') {
         // fsp.open's FileHandle is created natively, outside any JS context (trigger 0, no store): it belongs

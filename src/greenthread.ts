@@ -403,6 +403,7 @@ export const callbackContext: GreenThread = ((rt.ext.callbackContext as GreenThr
   t._flags |= FINISHED_BIT; // current() treats it as the main thread
   return t;
 })());
+
 rt.main._state = RUNNING;
 
 // Every spawned thread is on a list headed by main until it settles: two field writes at spawn and at exit

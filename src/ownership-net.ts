@@ -205,7 +205,15 @@ function notMain(): GreenThread | null {
 
 /** Runs `fn` with no thread's context: the handles it creates call back into no thread. */
 function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
-  return rt.als!.run(callbackContext, () => fn.apply(self, args));
+  // evy.debug.leaks still attributes what is made here to the thread whose code made it.
+  const ext = rt.ext;
+  const before = ext.neutralFor;
+  ext.neutralFor = current();
+  try {
+    return rt.als!.run(callbackContext, () => fn.apply(self, args));
+  } finally {
+    ext.neutralFor = before;
+  }
 }
 
 /**
@@ -214,9 +222,21 @@ function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
  */
 export function neutralFactory<F extends (...a: any[]) => any>(factory: F): F {
   return function (this: unknown, ...args: unknown[]) {
-    return notMain() === null ? factory.apply(this, args) : neutral(factory, this, args);
+    const t = notMain();
+    if (t === null) return factory.apply(this, args);
+    // The socket it connects is still set up by `t` (see the connect hook).
+    const before = factoryThread;
+    factoryThread = t;
+    try {
+      return neutral(factory, this, args);
+    } finally {
+      factoryThread = before;
+    }
   } as F;
 }
+
+/** The thread whose tls.connect (through neutralFactory) is running, if any. */
+let factoryThread: GreenThread | null = null;
 
 /** Installs the prototype hooks once (idempotent). They stay inert for untracked handles. */
 export function installNetHooks(): void {
@@ -234,7 +254,7 @@ export function installNetHooks(): void {
   put(SP, 'connect', function connect_(this: AnySock, ...args: unknown[]) {
     if (rt.als === null) return connect.apply(this, args);
     if (lazyPending) installLazyHooks(put);
-    const t = notMain();
+    const t = notMain() ?? factoryThread;
     if (t === null) {
       if (inUnowned()) this[kNever] = true;
       return connect.apply(this, args);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as evy from '../src/index.js';
-import { debug, Event, listen, connect, Queue, sleep, spawn } from '../src/index.js';
+import { debug, Event, listen, connect, Queue, sleep, spawn, type GreenSocket } from '../src/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fixtures = join(root, 'fixtures/debug');
@@ -30,8 +30,11 @@ describe('formatThreads / threads', () => {
     const q = new Queue<number>();
     const consumer = spawn(() => q.get());
     consumer.name = 'consumer';
-    const l = await listen(['127.0.0.1', 0]);
-    const acceptor = spawn(() => l.accept());
+    let l: GreenSocket | null = null;
+    const acceptor = spawn(async () => {
+      l = await listen(['127.0.0.1', 0]); // made here: the acceptor owns it
+      return l.accept();
+    });
     acceptor.name = 'acceptor';
     const notYet = spawn(() => 1);
     notYet.name = 'not-started';
@@ -51,7 +54,7 @@ describe('formatThreads / threads', () => {
     q.put(1);
     await consumer.wait();
     await acceptor.kill(); // (the kill destroys the listening socket the acceptor owned)
-    l.close();
+    expect(((l as GreenSocket | null)!.raw as net.Server).listening).toBe(false);
     await sleep(0.02);
     const names = debug.threads().map((t) => t.name);
     expect(names).not.toContain('consumer');

@@ -24,13 +24,14 @@ describe.skipIf(skip)(title, () => {
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     const rep = r.report;
     expect(rep.blockedBefore).toBe(1);
-    // A foreign await (ioredis's promise) gets a short grace, then the thread is detached: well under a second.
+    // Parked in until(): the kill lands at once and the thread's finally runs.
     expect(rep.killSeconds).toBeLessThan(1);
+    expect(rep.finallyRan).toBe(true);
     expect(rep.dead).toBe(true);
     expect(rep.waitError).toBe('GreenletExit');
     // The kill destroyed the thread's connection: the server no longer has a blocked client...
     expect(rep.blockedAfter).toBe(0);
-    // ...and ioredis did not reconnect and resend the BLPOP (its reconnect timer belonged to the killed thread).
+    // ...and ioredis did not reconnect and resend the BLPOP (the finally disconnected the client).
     expect(rep.blockedLater).toBe(0);
     expect(rep.lengthAfter).toBe(1);
     expect(rep.leftOpen).toEqual([]);

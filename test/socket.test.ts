@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   connect,
+  Event,
   EvyError,
   GreenletExit,
   GreenSocket,
@@ -556,7 +557,7 @@ describe('threads and ownership', () => {
     closeAll(c, s, l);
   });
 
-  it('a killed writer parked on backpressure destroys the socket it made; another thread’s reader sees EBADF', async () => {
+  it('a killed writer parked on backpressure destroys the socket it made and alone used; its peer sees it go', async () => {
     let peer!: net.Socket;
     const [srv, port] = await rawServer((sock) => {
       peer = sock;
@@ -567,18 +568,40 @@ describe('threads and ownership', () => {
       made = await connect(['127.0.0.1', port]);
       for (;;) await made.sendall(payload(256 * 1024));
     });
-    while (made === null) await sleep(0.005);
-    const c = made as GreenSocket;
-    const reader = spawn(() => c.recv(10));
     await sleep(0.2);
     await writer.kill();
     await expect(writer.wait()).rejects.toBeInstanceOf(GreenletExit);
-    const e = await reader.wait().catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(SocketError);
-    expect((e as SocketError).code).toBe('EBADF');
-    expect((e as Error).cause).toBeInstanceOf(GreenletExit);
+    expect(((made as unknown as GreenSocket).raw as net.Socket).destroyed).toBe(true);
+    await expect((made as unknown as GreenSocket).recv(1)).rejects.toMatchObject({ code: 'EBADF' });
     peer.destroy();
     await closeServer(srv);
+  });
+
+  it('a socket another thread also uses is never destroyed by a kill: that thread keeps it', async () => {
+    const l = await listen(['127.0.0.1', 0]);
+    const port = (l.getsockname() as [string, number])[1];
+    let made: GreenSocket | null = null;
+    const writer = spawn(async () => {
+      made = await connect(['127.0.0.1', port]);
+      await new Event().wait(); // made it, and waits on something else
+    });
+    const [s] = await l.accept();
+    while (made === null) await sleep(0.005);
+    const c = made as GreenSocket;
+    const reader = spawn(() => c.recv(10));
+    await sleep(0.01);
+    const writer2 = spawn(async () => {
+      await c.sendall('from the creator side');
+      await new Event().wait();
+    });
+    await sleep(0.01);
+    await writer.kill();
+    await writer2.kill(); // its sendall is long done: nothing of its own is outstanding
+    expect((c.raw as net.Socket).destroyed).toBe(false);
+    expect((await s.recv(100)).toString()).toBe('from the creator side');
+    await s.sendall('still here');
+    expect((await reader.wait()).toString()).toBe('still here');
+    closeAll(c, s, l);
   });
 
   it('a kill during connect abandons and destroys the attempt', async () => {
