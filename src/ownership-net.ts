@@ -29,9 +29,12 @@ const kInReply = Symbol.for('evy.net.inReply');
 /** Set up by the connecting thread (`kConnector`) until a thread's own code first makes a request on it. */
 const kSetup = Symbol.for('evy.net.setup');
 const kConnector = Symbol.for('evy.net.connector');
-/** The kill error of an abandoned setup, until decided; `kTaken` once another writer showed up. */
+/** The kill error of an abandoned setup, until decided; `kTaken` once another thread made a request. */
 const kAbandoned = Symbol.for('evy.net.abandoned');
+const kQuiet = Symbol.for('evy.net.quietTimer');
 const kTaken = Symbol('taken');
+/** How long an abandoned setup must stay without I/O before it is destroyed. */
+export const ABANDON_QUIET_MS = 50;
 const kHttp = Symbol.for('evy.net.http');
 const kReqOwner = Symbol.for('evy.http.owner');
 /** The thread an http request serves (null: none), fixed when the request is made. */
@@ -123,21 +126,36 @@ function destroyNow(s: AnySock, err: unknown): void {
 }
 
 /**
- * The connecting thread was killed while setting the socket up. Others may be waiting on that connect (a
- * client created lazily by whichever thread came first), and evy cannot see them: so the socket is
- * destroyed once it is connected only if, by the end of that loop turn, nobody else has written to it.
+ * The connecting thread was killed while setting the socket up. Others may be waiting on that setup (a
+ * client created lazily by whichever thread came first, a pool connecting for a queued caller), and evy
+ * cannot see them: so the socket is destroyed only once it has been quiet (no byte in or out) for
+ * ABANDON_QUIET_MS without another thread starting a request on it.
  */
 function abandon(s: AnySock, err: unknown): void {
   if (s[kAbandoned] !== undefined) return;
   s[kAbandoned] = err;
-  if (s.connecting) s.once('connect', () => rt.timers.setImmediate(decideAbandoned, s));
-  else rt.timers.setImmediate(decideAbandoned, s);
+  s[kQuiet] = rt.timers.setTimeout(decideAbandoned, ABANDON_QUIET_MS, s);
+}
+
+/** Some I/O on an abandoned socket: its setup is still going on, wait for quiet again. */
+function stirred(s: AnySock): void {
+  const timer = s[kQuiet];
+  if (timer !== undefined) timer.refresh();
 }
 
 function decideAbandoned(s: AnySock): void {
   const err = s[kAbandoned];
-  s[kAbandoned] = undefined;
-  if (err !== kTaken) destroyNow(s, err);
+  s[kAbandoned] = s[kQuiet] = undefined;
+  if (err !== kTaken && !s.connecting) destroyNow(s, err);
+  else if (err !== kTaken) abandon(s, err); // still connecting: wait for it
+}
+
+/** Another thread starts a request on an abandoned socket: it lives on, as theirs. */
+function taken(s: AnySock): void {
+  const timer = s[kQuiet];
+  if (timer !== undefined) rt.timers.clearTimeout(timer);
+  s[kAbandoned] = kTaken;
+  s[kQuiet] = undefined;
 }
 
 /** A killed thread's http request: http's own cancellation, with the errors it causes absorbed. */
@@ -271,7 +289,11 @@ export function installNetHooks(): void {
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
     const r = write.call(this, chunk, encoding, cb);
-    if (this[kAbandoned] !== undefined && !notMain()?._killError) this[kAbandoned] = kTaken; // someone else uses it
+    if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
+      const w = notMain();
+      if (w !== null && w._killError === undefined) taken(this);
+      else stirred(this);
+    }
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
@@ -289,6 +311,7 @@ export function installNetHooks(): void {
   put(SP, 'push', function push_(this: AnySock, chunk: unknown, encoding?: unknown) {
     // A reply arrived: the requests waiting on it are over. What a library writes while it delivers
     // that reply ('data' runs inside push) it writes for another caller: see the write hook.
+    if (this[kQuiet] !== undefined) stirred(this);
     const users: GreenThread[] | undefined = this[kUsers];
     if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
     releaseSocket(this);
