@@ -388,3 +388,29 @@ describe('spawnAfter', () => {
     await expect(b.wait()).rejects.toBeInstanceOf(GreenletExit);
   });
 });
+
+describe('until in a thread that is already killed', () => {
+  it('still observes the promise: its later rejection is no unhandled rejection', async () => {
+    const seen: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void seen.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let reject!: (e: Error) => void;
+      const p = new Promise<never>((_, r) => (reject = r));
+      const t = spawn(async () => {
+        await new Promise((r) => setTimeout(r, 20)); // foreign: the kill lands here
+        return until(p); // throws the kill at once, yet must observe p
+      });
+      await sleep(0.005);
+      await t.kill();
+      await new Promise((r) => setTimeout(r, 40)); // the detached body reaches until()
+      reject(new Error('late rejection'));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toEqual([]);
+      await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
+

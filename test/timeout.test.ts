@@ -94,6 +94,46 @@ describe('Timeout', () => {
     await sleep(0);
   });
 
+  it('Timeouts that fire while the thread is on a foreign await all arrive, oldest first (a retry loop keeps its overall deadline)', async () => {
+    const t = spawn(async () => {
+      const overall = new Timeout(0.02); // fires first, during the foreign await...
+      const t0 = performance.now();
+      let attempts = 0;
+      try {
+        for (;;) {
+          attempts++;
+          const attempt = new Timeout(0.05); // ...then this one, which must not replace it
+          try {
+            await new Promise((r) => setTimeout(r, 150)); // foreign: both fire meanwhile
+            await sleep(0);
+          } catch (e) {
+            if (e !== attempt) throw e; // the per-attempt deadline: retry
+          } finally {
+            attempt.cancel();
+          }
+          if (performance.now() - t0 > 2000) return 'ran past its overall deadline';
+        }
+      } catch (e) {
+        return e === overall ? `overall after ${attempts}` : String(e);
+      }
+    });
+    expect(await t.wait()).toBe('overall after 1');
+  });
+
+  it('two fired Timeouts are delivered in firing order; one cancelled before delivery is dropped', async () => {
+    const t = spawn(async () => {
+      const a = new Timeout(0.01);
+      const b = new Timeout(0.02);
+      const c = new Timeout(0.03);
+      await new Promise((r) => setTimeout(r, 60));
+      b.cancel();
+      const got: unknown[] = [];
+      for (let i = 0; i < 3; i++) got.push(await sleep(0).then(() => 'none', (e) => e));
+      return got.map((e) => (e === a ? 'a' : e === b ? 'b' : e === c ? 'c' : e));
+    });
+    expect(await t.wait()).toEqual(['a', 'c', 'none']);
+  });
+
   it('does not keep the process alive (its timer is unref’d)', () => {
     const t = new Timeout(60);
     const timer = (t as unknown as { timer: NodeJS.Timeout }).timer;

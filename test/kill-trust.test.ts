@@ -1,0 +1,56 @@
+// Issue 11 ("a kill you can trust"): each case that broke, in a real process under the hook. Every fixture
+// failed on the code before the fix (see the comment at its top); the chaos test covers them at random.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { disposeFixtures, plan, postgresAvailability, requireServer, runFixture, startPostgres, type PgServer } from './helpers/servers.js';
+
+afterAll(() => disposeFixtures());
+
+describe('kills that must not touch other threads or crash (real processes)', () => {
+  it('http.Agent queue: killing a request in flight lets the queued request of another thread run, no socket storm', async () => {
+    const r = await runFixture('kill-agent-queue.mjs', {}, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report.bResult).toBe('ok');
+    expect(r.report.bSeconds).toBeLessThan(2);
+    expect(r.report.connections).toBeLessThanOrEqual(3); // V's socket and B's: no retry loop
+    expect(r.report.leftOpen).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
+  it('no crash from evy destroying a killed thread’s http request, in any window (no uncaughtException listener)', async () => {
+    const r = await runFixture('kill-crash-windows.mjs', {}, 20_000);
+    expect(r.stderr, r.stderr).not.toMatch(/Error|Unhandled|evy:/);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toEqual({ survived: true, windows: 40 });
+    expect(r.code).toBe(0);
+  });
+
+  it('exec killed 0-5 ms after its start: 0 of 60 trees left, no pipe open; wait() gives the kill error, not "Command failed"', async () => {
+    const r = await runFixture('kill-exec.mjs', {}, 30_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report.orphans).toBe(0);
+    expect(r.report.orphansAfterWaits).toBe(0);
+    expect(r.report.errors).toEqual(['GreenletExit', 'GreenletExit', 'GreenletExit']);
+    expect(r.report.leftOpen).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+});
+
+const pgAvail = postgresAvailability();
+const pgPlan = plan(pgAvail, 'a shared client with a command queue (real PostgreSQL)');
+
+describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
+  let server: PgServer;
+  beforeAll(async () => {
+    requireServer(pgAvail);
+    server = await startPostgres();
+  }, 90_000);
+  afterAll(async () => {
+    await server?.stop();
+  }, 60_000);
+
+  it('killing the idle thread that created a pg.Client spares the commands pg writes for others from its callbacks', async () => {
+    const r = await runFixture('kill-queue-pg.mjs', server.env, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ bResult: 1, cResult: 42, alive: true, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+});
