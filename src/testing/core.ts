@@ -95,6 +95,11 @@ const createdBy = new WeakMap<object, Created>();
 /** Everything a test created that was still open at its end (for the exit explainer); pruned as it closes. */
 const lingering = new Set<Created>();
 
+/** An http(s) ClientRequest (owned by the thread that made it; sockets-like: it has setNoDelay). */
+function isClientRequest(r: any): r is { socket?: object | null; method: string; getHeader(n: string): unknown } {
+  return typeof r?.getHeader === 'function' && typeof r.method === 'string' && !('connecting' in r);
+}
+
 function kindOf(r: any): Kind | null {
   const ctor = r?.constructor?.name;
   if (ctor === 'Timeout') return 'timer';
@@ -114,16 +119,20 @@ function record(scope: TestScope, res: any, destroy: Destroyer): void {
   seen.add(res);
   const kind = kindOf(res);
   if (kind === null) return; // an AbortController of an fs/timers promise call
+  // An http request is owned from its creation by the thread that made it (its socket may never be: an
+  // agent's sockets are made in no thread's context). Only its creation site is kept, for waitingOn(): the
+  // request is no handle (its socket is), so it is neither a leak nor a reason the process stays up.
+  const request = isClientRequest(res);
   // A socket first owned at a write existed before (a fixture's connection, an accepted one): not created here.
-  if (kind === 'socket' && !(res.connecting === true || res.pending === true)) return;
+  if (kind === 'socket' && !request && !(res.connecting === true || res.pending === true)) return;
   // Deep enough to get through http.Agent and driver frames to the test's own line.
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 40;
   const where = new Error('created here');
   Error.stackTraceLimit = limit;
   const c: Created = { res, kind, destroy, where, scope };
-  scope.created.push(c);
   createdBy.set(res, c);
+  if (!request) scope.created.push(c);
 }
 
 /** The owned-map of a test's threads: records creations, otherwise evy's ordinary owned map. */
@@ -242,7 +251,7 @@ export function describeCreated(c: { kind: Kind; res: any }): string {
       case 'server':
         return `listening server on ${addr(r.address())}`;
       case 'socket': {
-        const req = r._httpMessage;
+        const req = isClientRequest(r) ? r : r._httpMessage;
         const remote = r.remoteAddress !== undefined ? `${r.remoteAddress}:${r.remotePort}` : (r._host ?? r._pendingPath ?? '?');
         if (req != null && typeof req.getHeader === 'function') {
           const host = req.getHeader('host') ?? remote;
@@ -355,7 +364,10 @@ export class TestScope {
       if (t.dead) continue;
       const o = t._owned;
       if (o !== null) {
-        for (const r of o.keys()) {
+        for (const owned_ of o.keys()) {
+          // An http request is owned itself, not its socket: shown once, with its socket's record if the test made one.
+          const sock = isClientRequest(owned_) ? owned_.socket : null;
+          const r = sock != null && createdBy.has(sock) ? sock : owned_;
           const c = createdBy.get(r) ?? (kindOf(r) !== null ? ({ res: r, kind: kindOf(r)!, where: undefined as unknown as Error } as Created) : null);
           if (c !== null && isOpen(c)) owned.push(c);
         }

@@ -65,13 +65,28 @@ function watchSignal(test: any, scope: TestScope): void {
   signal.addEventListener('abort', onAbort, { once: true });
 }
 
+/**
+ * Runs a test function in a green thread of its test. On vitest the test function the runner holds is already
+ * wrapped by vitest's own timeout (withTimeout/withCancel), so that wrapper runs inside the thread and its
+ * timeout error is the thread's failure. evy reports a killed thread that failed as dead of the kill (its
+ * `wait()` gives the kill error), so that error is mapped back to vitest's own: the one the abort listener
+ * appended "while waiting on: ..." to.
+ */
+function runTest(test: any, fn: Fn, thisArg: unknown, args: unknown[]): Promise<unknown> {
+  const scope = scopeOf(test);
+  return scope.run(fn, thisArg, args, scope.name).catch((e: unknown) => {
+    const signal: AbortSignal | undefined = test.context?.signal;
+    if (e === scope.killed && e !== undefined && signal?.aborted === true && signal.reason !== undefined) throw signal.reason;
+    throw e;
+  });
+}
+
 function wrapTest(test: any): void {
   if (setFn === null) return; // runTask() does it
   const fn = getFn(test) as Fn | undefined;
   if (typeof fn !== 'function' || (fn as any)[kWrapped]) return;
   const wrapped = function (this: unknown, ...args: unknown[]) {
-    const scope = scopeOf(test);
-    return scope.run(fn, this, args, scope.name);
+    return runTest(test, fn, this, args);
   };
   (wrapped as any)[kWrapped] = true;
   setFn!(test, wrapped as any);
@@ -125,9 +140,7 @@ export function createRunner(api: VitestApi): new (config: any) => any {
 
     /** vitest >= 4.1 calls this instead of the test function, when a runner has it. */
     runTask(test: any): Promise<unknown> {
-      const fn = getFn(test) as Fn;
-      const scope = scopeOf(test);
-      return scope.run(fn, undefined, [], scope.name);
+      return runTest(test, getFn(test) as Fn, undefined, []);
     }
 
     onAfterRunTask(test: any): unknown {
