@@ -25,8 +25,6 @@ export interface PatchState {
   /** Uninstallers of the prototype hooks (net, child_process), or null when not installed. */
   netHooks: (() => void) | null;
   cpHooks: (() => void) | null;
-  /** Work deferred to the first spawn (loading net/child_process costs startup time; before any spawn nothing can be owned). */
-  firstSpawn: (() => void)[] | null;
   /** The original functions, captured once, before evy replaced anything. */
   orig: {
     timers: OrigTimers;
@@ -67,7 +65,6 @@ export const ps: PatchState = ((rt.ext.patch as PatchState | undefined) ??= {
   restore: { net: [], tls: [], timers: [], fs: [], child_process: [] },
   netHooks: null,
   cpHooks: null,
-  firstSpawn: null,
   orig: {
     // rt.timers was captured by the runtime before any patching; the rest is taken the first time
     // this module loads (evy is imported before it patches anything).
@@ -147,41 +144,6 @@ export function absorb(emitter: any, err?: unknown): void {
       debug('absorbed an error rethrown from a killed thread\'s handle: %o', e);
       return true;
     }
-  };
-}
-
-/**
- * Runs `fn` at the first spawn (at once if a thread was already spawned). Before any spawn every handle
- * belongs to the main thread, so nothing needs tracking, and the app's startup does not pay for loading
- * `net` or `child_process`. The runtime creates `rt.als` at the first spawn: an accessor notices it and
- * then turns back into a plain data property.
- */
-export function atFirstSpawn(fn: () => void): () => void {
-  if (rt.als !== null) {
-    fn();
-    return () => {};
-  }
-  if (ps.firstSpawn === null) {
-    ps.firstSpawn = [];
-    let value: unknown = null;
-    Object.defineProperty(rt, 'als', {
-      configurable: true,
-      enumerable: true,
-      get: () => value,
-      set(v) {
-        value = v;
-        Object.defineProperty(rt, 'als', { value: v, writable: true, configurable: true, enumerable: true });
-        const queue = ps.firstSpawn ?? [];
-        ps.firstSpawn = null;
-        for (const f of queue) f();
-      },
-    });
-  }
-  const queue = ps.firstSpawn;
-  queue.push(fn);
-  return () => {
-    const i = queue.indexOf(fn);
-    if (i >= 0) queue.splice(i, 1);
   };
 }
 

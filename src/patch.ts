@@ -15,7 +15,6 @@
 // left the app's early copies unpatched. tls is not loaded for this: its sockets inherit net.Socket's
 // prototype hooks (loading node:tls alone costs 3-19 ms). Measured in README "Benchmarks".
 import { invalidArgType } from './errors.js';
-import { rt } from './runtime.js';
 import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
 import { installNetHooks, uninstallNetHooks } from './ownership-net.js';
 import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './ownership-child.js';
