@@ -146,8 +146,9 @@ function stirred(s: AnySock): void {
 function decideAbandoned(s: AnySock): void {
   const err = s[kAbandoned];
   s[kAbandoned] = s[kQuiet] = undefined;
-  if (err !== kTaken && !s.connecting) destroyNow(s, err);
-  else if (err !== kTaken) abandon(s, err); // still connecting: wait for it
+  if (err === kTaken) return;
+  if (s.connecting) abandon(s, err); // still connecting: wait for it
+  else destroyNow(s, err);
 }
 
 /** Another thread starts a request on an abandoned socket: it lives on, as theirs. */

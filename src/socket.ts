@@ -458,12 +458,7 @@ export class GreenSocket {
     return accepted.then((c) => {
       const late = t._takeInterrupt();
       if (late !== undefined) {
-        const a = this._acceptor;
-        if (this._closed) c._destroy(undefined);
-        else if (a !== null && !a.settled) {
-          this._release(a); // another thread is already waiting: it gets the connection
-          a.wake(c);
-        } else this._pending!.unshift(c);
+        this._onConnection(c, true); // to an accept() already waiting, else first in the queue
         throw late;
       }
       c._acceptedBy(t);
@@ -471,8 +466,8 @@ export class GreenSocket {
     });
   }
 
-  /** @internal A new connection (already wrapped). */
-  _onConnection(c: GreenSocket): void {
+  /** @internal A new connection (already wrapped); `first`: one handed back, ahead of the queue. */
+  _onConnection(c: GreenSocket, first = false): void {
     if (this._closed) {
       c._destroy(undefined);
       return;
@@ -481,6 +476,8 @@ export class GreenSocket {
     if (a !== null) {
       this._release(a);
       a.wake(c);
+    } else if (first) {
+      this._pending!.unshift(c);
     } else {
       this._pending!.push(c);
     }
