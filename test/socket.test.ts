@@ -451,7 +451,8 @@ describe('timeouts', () => {
     expect((await f.read(17)).toString()).toBe('after the timeout');
     await f.close();
     // sendall interrupted while the peer does not read: every byte still arrives (eventlet's final write).
-    const big = payload(4 * 1024 * 1024);
+    // Larger than loopback's autotuned buffers (tcp_rmem + tcp_wmem maxima: 32 + 4 MB on CI) so it must block.
+    const big = payload(80 * 1024 * 1024);
     expect(await withTimeout(0.02, () => c.sendall(big)).catch((e: unknown) => e)).toBeInstanceOf(Timeout);
     const reader = spawn(async () => {
       const got: Buffer[] = [];
