@@ -21,6 +21,7 @@ import type { Server, Socket } from 'node:net';
 import { callbackContext, disown, own, type GreenThread } from './greenthread.js';
 import { current, rt } from './runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './ownership-state.js';
+import { installClientHooks } from './ownership-clients.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
@@ -90,6 +91,17 @@ export function useSocket(s: AnySock, t: GreenThread): void {
   }
   if (own(s, destroySocket, t) === null) return; // a finished thread
   users.push(t);
+}
+
+/**
+ * A client queued a request in JavaScript behind the one in flight on `s` (ownership-clients.ts): unless
+ * that is the queueing thread's own request, `s` serves several callers at once.
+ */
+function queuedBehind(s: AnySock | null | undefined): void {
+  if (s == null || typeof s !== 'object' || s[kShared] === true || s[kNever] === true) return;
+  const users: GreenThread[] | undefined = s[kUsers];
+  if (users !== undefined && users.length === 1 && users[0] === notMain()) return;
+  markShared(s);
 }
 
 function markShared(s: AnySock): void {
@@ -354,6 +366,7 @@ export function installNetHooks(): void {
 
   lazyPending = true;
   installLazyHooks(put);
+  installClientHooks(put, queuedBehind as (s: unknown) => void);
 
   ps.netHooks = () => {
     lazyPending = httpDone = tlsDone = false;

@@ -47,6 +47,16 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     await server?.stop();
   }, 60_000);
 
+  it.each([
+    ['patched at startup', {}],
+    ['patched after pg loaded', { EVY_PATCH: 'none', LATE_PATCH: '1' }],
+  ])('killing the thread whose pg command is in flight spares a command queued in pg behind it (%s)', async (_, env) => {
+    const r = await runFixture('kill-queue-pg-writer.mjs', { ...server.env, ...env }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', cResult: 42, alive: true, after: 7, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
   it('killing the idle thread that created a pg.Client spares the commands pg writes for others from its callbacks', async () => {
     const r = await runFixture('kill-queue-pg.mjs', server.env, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();

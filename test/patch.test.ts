@@ -7,6 +7,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
 import https from 'node:https';
+import { createRequire } from 'node:module';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
 import {
@@ -32,6 +34,8 @@ const ORIGINAL = {
   spawn: childProcess.spawn,
   socketWrite: net.Socket.prototype.write,
   socketConnect: net.Socket.prototype.connect,
+  pgQuery: pg.Client.prototype.query,
+  loadJs: (createRequire(import.meta.url).extensions as Record<string, unknown>)['.js'],
 };
 
 let handles: { undo(): void }[] = [];
@@ -111,6 +115,7 @@ describe('patching in place, idempotence and undo', () => {
     expect(fs.promises.readFile).not.toBe(ORIGINAL.readFileP);
     expect(childProcess.spawn).not.toBe(ORIGINAL.spawn); // child_process was loaded: patched at once
     expect(net.Socket.prototype.write).not.toBe(ORIGINAL.socketWrite);
+    expect(pg.Client.prototype.query).not.toBe(ORIGINAL.pgQuery); // loaded before the patch: found in the cache
     h.undo();
     expect(globalThis.setTimeout).toBe(ORIGINAL.setTimeout);
     expect(timers.setTimeout).toBe(ORIGINAL.timersSetTimeout);
@@ -121,6 +126,8 @@ describe('patching in place, idempotence and undo', () => {
     expect(net.Socket.prototype.write).toBe(ORIGINAL.socketWrite);
     expect(Object.prototype.hasOwnProperty.call(net.Socket.prototype, 'write')).toBe(false); // inherited again
     expect(net.Socket.prototype.connect).toBe(ORIGINAL.socketConnect);
+    expect(pg.Client.prototype.query).toBe(ORIGINAL.pgQuery);
+    expect((createRequire(import.meta.url).extensions as Record<string, unknown>)['.js']).toBe(ORIGINAL.loadJs);
   });
 
   it('is idempotent: a second call patches nothing more and its undo leaves the first in place', () => {
