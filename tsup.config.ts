@@ -1,10 +1,26 @@
+import { readdirSync } from 'node:fs';
 import { defineConfig } from 'tsup';
+
+// Output names are the package's public file layout (package.json "exports"), not the source tree's.
+const green = Object.fromEntries(
+  readdirSync('src/green')
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [`green/${f.slice(0, -3)}`, `src/green/${f}`]),
+);
 
 // One shared chunk for the runtime in each format: the main entry and every green module
 // must see the same GreenThread class and the same scheduler state.
 export default defineConfig({
   // tpool-worker: the file piscina loads in each worker thread (evy.tpool).
-  entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts', 'src/tpool-worker.ts', 'src/testing/vitest.ts', 'src/testing/node-test.ts', 'src/testing/mocha.ts'],
+  entry: {
+    index: 'src/index.ts',
+    register: 'src/patching/register.ts',
+    ...green,
+    'tpool-worker': 'src/tpool-worker.ts',
+    'testing/vitest': 'src/testing/vitest.ts',
+    'testing/node-test': 'src/testing/node-test.ts',
+    'testing/mocha': 'src/testing/mocha.ts',
+  },
   format: ['esm', 'cjs'],
   dts: true,
   target: 'node20',

@@ -3,12 +3,12 @@
 import { netModule } from './builtins.js';
 import type repl from 'node:repl';
 const { inspect } = process.getBuiltinModule('util') as typeof import('node:util');
-import { listen, serve } from './convenience.js';
+import { listen, serve } from './net/convenience.js';
 import { formatHub, formatThreads, trackThreads } from './debug.js';
 import { EvyError, invalidArgType } from './errors.js';
 import { getcurrent, spawn, unowned, type GreenThread } from './greenthread.js';
 import * as evyNamespace from './index.js';
-import type { Address, GreenSocket } from './socket.js';
+import type { Address, GreenSocket } from './net/socket.js';
 
 export interface BackdoorOptions {
   /** Allow a bind on an address other than loopback or a Unix socket. Anyone who can connect runs code in your process. */

@@ -7,12 +7,11 @@ const { createHook } = process.getBuiltinModule('async_hooks') as typeof import(
 const { readdirSync, readlinkSync } = process.getBuiltinModule('fs') as typeof import('node:fs');
 const { syncBuiltinESMExports } = process.getBuiltinModule('module') as typeof import('node:module');
 const timers = process.getBuiltinModule('timers') as typeof import('node:timers');
-const { dirname } = process.getBuiltinModule('path') as typeof import('node:path');
-const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Worker } from 'node:worker_threads';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { callbackContext, GreenThread, spawn, unowned, type SpawnHook } from './greenthread.js';
 import { current, rt } from './runtime.js';
+import { isEvyFile } from './self.js';
 import { addSpawnHook, removeSpawnHook } from './spawn-hooks.js';
 import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
 
@@ -51,21 +50,6 @@ const state: DebugState = ((rt.ext.debug as DebugState | undefined) ??= {
 
 // Builtins by name (process.getBuiltinModule: the same objects `require('node:fs')` returns, in ESM and CJS).
 const builtin = (name: string): any => process.getBuiltinModule(name);
-// Frames from evy's own files are noise in a spawn site or a leak site. This file's directory, read from the
-// stack (`import.meta.url` would be a syntax error in the CJS build): dist/ when built, src/ under the tests.
-export const EVY_DIR = (() => {
-  const prepare = Error.prepareStackTrace;
-  try {
-    Error.prepareStackTrace = (_e, sites: NodeJS.CallSite[]) => sites[0]?.getFileName();
-    const file = new Error().stack as unknown as string | undefined;
-    if (typeof file !== 'string') return '\0';
-    return dirname(file.startsWith('file:') ? fileURLToPath(file) : file);
-  } catch {
-    return '\0';
-  } finally {
-    Error.prepareStackTrace = prepare;
-  }
-})();
 
 // ---- thread tracking --------------------------------------------------------------------------------
 
@@ -215,7 +199,7 @@ function userFrames(stack: string, max: number): string {
   for (const line of stack.split('\n')) {
     const l = line.trim();
     if (!l.startsWith('at ')) continue;
-    if (l.includes(EVY_DIR) || l.includes('node:internal') || l.includes('(node:') || l.includes(' node:')) continue;
+    if (isEvyFile(l) || l.includes('node:internal') || l.includes('(node:') || l.includes(' node:')) continue;
     out.push(l);
     if (out.length >= max) break;
   }

@@ -37,10 +37,10 @@ export {
   SHUT_RDWR,
   type Address,
   type Family,
-} from './socket.js';
-export { SocketFile } from './socketfile.js';
-export { connect, listen, serve } from './convenience.js';
-export { wrapSsl, wrapSsl as wrap_ssl, type WrapSslOptions } from './ssl.js';
+} from './net/socket.js';
+export { SocketFile } from './net/socketfile.js';
+export { connect, listen, serve } from './net/convenience.js';
+export { wrapSsl, wrapSsl as wrap_ssl, type WrapSslOptions } from './net/ssl.js';
 
 import { spawnN, spawnAfter } from './greenthread.js';
 import { rt } from './runtime.js';
@@ -57,9 +57,9 @@ export {
   type ImportPatchedModules,
   type ImportPatchedOptions,
   type GreenModuleName,
-} from './import-patched.js';
-export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type PatchHandle, type PatchName } from './patch.js';
-export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patch.js';
+} from './patching/import-patched.js';
+export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type PatchHandle, type PatchName } from './patching/monkey-patch.js';
+export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patching/monkey-patch.js';
 export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug.js';
 export { tpool, type TpoolModuleRef } from './tpool.js';
 export { backdoor, type BackdoorOptions } from './backdoor.js';

@@ -6,7 +6,7 @@ const { availableParallelism } = process.getBuiltinModule('os') as typeof import
 const { join } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Piscina as PiscinaType } from 'piscina';
-import { EVY_DIR } from './debug.js';
+import { evyFile } from './self.js';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
 import { disown, own } from './greenthread.js';
 import { rt } from './runtime.js';
@@ -45,13 +45,11 @@ function size(): number {
   return (state.size ??= defaultSize());
 }
 
-// The worker file: dist/tpool-worker.js next to this chunk; the tests run src/, which falls back to dist/.
+// The worker file is always the built one (the tests run src/, whose worker would need a TypeScript loader).
 function workerFile(): string {
-  const here = join(EVY_DIR, 'tpool-worker.js');
-  if (existsSync(here)) return here;
-  const built = join(EVY_DIR, '..', 'dist', 'tpool-worker.js');
+  const built = evyFile('dist', 'tpool-worker.js');
   if (existsSync(built)) return built;
-  throw new EvyError(`evy.tpool: cannot find its worker file (looked for ${here} and ${built}); build evy first`, 'ERR_EVY_TPOOL_WORKER_FILE');
+  throw new EvyError(`evy.tpool: cannot find its worker file (looked for ${built}); build evy first`, 'ERR_EVY_TPOOL_WORKER_FILE');
 }
 
 // piscina is loaded on first use: it costs ~40 ms of startup that an app not using tpool should not pay.

@@ -2,8 +2,8 @@
 // it until it exits; killing the thread sends SIGTERM, then SIGKILL after a grace. Children returned by
 // these functions also get blocking-style helpers: `await proc.wait()` and `await proc.communicate(input)`.
 import * as cp from 'node:child_process';
-import { layer } from '../ownership.js';
-import type { GreenChildProcess } from '../ownership-child.js';
+import { layer } from '../patching/layer.js';
+import type { GreenChildProcess } from '../patching/child-process.js';
 const { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait } = layer.child;
 const { cjsOverrides, greenDefault } = layer.state;
 

@@ -1,7 +1,7 @@
 // evy/green/fs-promises: node:fs/promises with evy/green/fs's ownership (the target of an `fs/promises`
 // import in a patched module tree).
 import * as fsp from 'node:fs/promises';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { promiseFunctions } = layer.fs;
 const { cjsOverrides, greenDefault } = layer.state;
 

@@ -2,7 +2,7 @@
 // that opened them: a kill closes them. fs.promises.readFile/writeFile/appendFile/watch get a signal the
 // kill aborts (they reject with the kill error). Callback and *Sync functions are the originals.
 import * as fs from 'node:fs';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { fsFunctions, promiseFunctions } = layer.fs;
 const { cjsOverrides, greenDefault } = layer.state;
 

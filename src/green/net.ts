@@ -3,7 +3,7 @@
 // Classes are the real ones (instanceof keeps working); sockets made with `new Socket()` are tracked
 // only under monkeyPatch.
 import * as net from 'node:net';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { greenServer, greenSocket } = layer.net;
 const { cjsOverrides, greenDefault } = layer.state;
 

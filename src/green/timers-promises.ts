@@ -1,7 +1,7 @@
 // evy/green/timers-promises: node:timers/promises whose waits reject with the kill error when their green
 // thread is killed (the target of a `timers/promises` import in a patched module tree).
 import * as tp from 'node:timers/promises';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { promises } = layer.timers;
 const { cjsOverrides, greenDefault } = layer.state;
 

@@ -1,7 +1,7 @@
 // evy/green/timers: node:timers whose timers belong to the green thread that created them: a kill clears
 // them (and rejects the `promises` versions with the kill error). Outside a thread: the originals.
 import * as timers from 'node:timers';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { cjsOverrides, greenDefault } = layer.state;
 const { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout } = layer.timers;
 

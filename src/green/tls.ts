@@ -1,7 +1,7 @@
 // evy/green/tls: node:tls whose TLS sockets and servers belong to the green thread using them, with the
 // same rule as evy/green/net (a TLSSocket is a net.Socket: the same hooks see it).
 import * as tls from 'node:tls';
-import { layer } from '../ownership.js';
+import { layer } from '../patching/layer.js';
 const { greenServer, greenSocket, neutralFactory } = layer.net;
 const { cjsOverrides, greenDefault } = layer.state;
 

@@ -15,10 +15,10 @@ import { EvyError } from '../errors.js';
 import { GreenThread, spawn, unowned, type Destroyer, type SpawnHook } from '../greenthread.js';
 import { current, rt } from '../runtime.js';
 import { addSpawnHook } from '../spawn-hooks.js';
-import { monkeyPatch } from '../patch.js';
-import { EVY_DIR } from '../debug.js';
-import { patchOptionsFromEnv } from '../register.js';
-import { debug as debugLog } from '../ownership-state.js';
+import { monkeyPatch } from '../patching/monkey-patch.js';
+import { isEvyFile } from '../self.js';
+import { patchOptionsFromEnv } from '../patching/register.js';
+import { debug as debugLog } from '../patching/state.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
@@ -229,7 +229,7 @@ export function siteOf(err: Error | undefined, skip: (file: string) => boolean =
     const l = raw.trim();
     if (!l.startsWith('at ') || l.includes('node:') || l.includes('(native)')) continue;
     const f = frameFile(l);
-    if (f === null || f.file.startsWith(EVY_DIR + sep) || skip(f.file)) continue;
+    if (f === null || isEvyFile(f.file) || skip(f.file)) continue;
     const rel = relative(CWD, f.file);
     const shown = `${rel.startsWith('..') ? f.file : rel}:${f.line}`;
     if (!f.file.includes(`${sep}node_modules${sep}`)) return shown;
@@ -478,7 +478,7 @@ export function leakVerdict(scope: TestScope): TestLeakError | null {
   if (leaks.length === 0) return null;
   const err = new TestLeakError(scope.name, leaks);
   // The stack points at the line that created the (first) leaked resource, not into evy.
-  const frames = (scope.firstLeakAt?.stack ?? '').split('\n').filter((l) => l.trim().startsWith('at ') && !l.includes(EVY_DIR + sep) && !l.includes('node:'));
+  const frames = (scope.firstLeakAt?.stack ?? '').split('\n').filter((l) => l.trim().startsWith('at ') && !isEvyFile(l) && !l.includes('node:'));
   err.stack = `${err.name}: ${err.message}\n${frames.join('\n')}`;
   if (S.leaks === 'fail') return err;
   process.stderr.write(`evy: warning: ${err.message}\n`);

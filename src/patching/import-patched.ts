@@ -3,7 +3,8 @@
 const { createRequire } = process.getBuiltinModule('module') as typeof import('node:module');
 const path = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath, pathToFileURL } = process.getBuiltinModule('url') as typeof import('node:url');
-import { EvyError, invalidArgType } from './errors.js';
+import { EvyError, invalidArgType } from '../errors.js';
+import { evyFile, isEvyFile } from '../self.js';
 
 /** The builtins importPatched can swap for evy's green modules. */
 export type GreenModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process';
@@ -31,25 +32,7 @@ interface Impl {
 let impl: Impl | null = null;
 
 function load(): Impl {
-  return (impl ??= createRequire(thisFile())('../loader/index.cjs') as Impl);
-}
-
-/**
- * This file's path, read from the stack: `import.meta.url` would be a syntax error in the CJS build. It is bundled
- * into dist/index.js (ESM), dist/index.cjs (CJS), or run from src/ by the tests: one level below the package root,
- * next to loader/.
- */
-function thisFile(): string {
-  const prepare = Error.prepareStackTrace;
-  let file: string | null | undefined;
-  try {
-    Error.prepareStackTrace = (_e, sites: NodeJS.CallSite[]) => sites[0]?.getFileName();
-    file = new Error().stack as unknown as string | null | undefined;
-  } finally {
-    Error.prepareStackTrace = prepare;
-  }
-  if (typeof file !== 'string') throw new EvyError('importPatched: cannot locate evy on the stack', 'ERR_EVY_IMPORT_PATCHED_LOAD');
-  return file.startsWith('file:') ? fileURLToPath(file) : file;
+  return (impl ??= createRequire(evyFile('package.json'))('./loader/index.cjs') as Impl);
 }
 
 /**
@@ -76,7 +59,7 @@ export function importPatched<T = any>(
     if (!spec.startsWith('file:') && path.isAbsolute(spec)) spec = pathToFileURL(spec).href;
     im = load();
     config = normalizeModules(modules, im.GREEN);
-    parent = parentOf(spec, options, im.PKG_ROOT);
+    parent = parentOf(spec, options);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -155,7 +138,7 @@ function normalizeModules(
 
 const RELATIVE = /^\.{1,2}(\/|\\|$)/;
 
-function parentOf(spec: string, options: ImportPatchedOptions | undefined, pkgRoot: string): string {
+function parentOf(spec: string, options: ImportPatchedOptions | undefined): string {
   if (options !== undefined && options !== null && typeof options !== 'object') {
     throw invalidArgType('options', 'an object', options);
   }
@@ -166,7 +149,7 @@ function parentOf(spec: string, options: ImportPatchedOptions | undefined, pkgRo
     if (/^[a-z][a-z0-9+.-]*:/i.test(given) && !/^[a-z]:[\\/]/i.test(given)) return given; // a URL (not C:\)
     return pathToFileURL(path.resolve(given)).href;
   }
-  const caller = callerFile(pkgRoot);
+  const caller = callerFile();
   if (caller !== null) return pathToFileURL(caller).href;
   if (RELATIVE.test(spec)) {
     const err = new TypeError(
@@ -181,8 +164,7 @@ function parentOf(spec: string, options: ImportPatchedOptions | undefined, pkgRo
 }
 
 /** The first file on the stack outside evy itself (src/, dist/, loader/). */
-function callerFile(pkgRoot: string): string | null {
-  const own = ['src', 'dist', 'loader'].map((d) => path.join(pkgRoot, d) + path.sep);
+function callerFile(): string | null {
   const prepare = Error.prepareStackTrace;
   const limit = Error.stackTraceLimit;
   let sites: NodeJS.CallSite[] = [];
@@ -198,7 +180,7 @@ function callerFile(pkgRoot: string): string | null {
     let file = site.getFileName();
     if (file === undefined || file === null || file.startsWith('node:')) continue;
     if (file.startsWith('file:')) file = fileURLToPath(file);
-    if (!path.isAbsolute(file) || own.some((d) => file!.startsWith(d))) continue;
+    if (!path.isAbsolute(file) || isEvyFile(file)) continue;
     return file;
   }
   return null;

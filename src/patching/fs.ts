@@ -2,9 +2,9 @@
 // kill closes them; fs.promises calls that accept a signal get one the kill aborts (they then reject with
 // the kill error). Callback and *Sync functions are unchanged (an fd number cannot be owned reliably).
 import type { FileHandle } from 'node:fs/promises';
-import { disown, own, type GreenThread } from './greenthread.js';
-import { current, rt } from './runtime.js';
-import { absorb, callWithKillSignal, inUnowned, kNever, ps } from './ownership-state.js';
+import { disown, own, type GreenThread } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { absorb, callWithKillSignal, inUnowned, kNever, ps } from './state.js';
 
 const O = ps.orig.fs;
 const fs = process.getBuiltinModule('fs') as typeof import('node:fs');

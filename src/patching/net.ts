@@ -18,10 +18,10 @@
 // The hooks sit on net.Socket.prototype and net.Server.prototype: the lowest layer that net, tls, http,
 // https and database drivers all reach (Node 20's http captured net.createConnection before any patch).
 import type { Server, Socket } from 'node:net';
-import { callbackContext, disown, own, type GreenThread } from './greenthread.js';
-import { current, rt } from './runtime.js';
-import { absorb, inUnowned, kGreen, kNever, ps } from './ownership-state.js';
-import { installClientHooks } from './ownership-clients.js';
+import { callbackContext, disown, own, type GreenThread } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
+import { installClientHooks } from './clients.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');

@@ -3,9 +3,9 @@
 // timers/promises versions reject with the kill error. Outside a thread they are the originals plus one
 // check. They always call the ORIGINAL timer functions (ps.orig), so a second copy of evy or a double
 // patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
-import { disown, own, type GreenThread } from './greenthread.js';
-import { current, rt } from './runtime.js';
-import { callWithKillSignal, killSignal, PROMISIFY, ps } from './ownership-state.js';
+import { disown, own, type GreenThread } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { callWithKillSignal, killSignal, PROMISIFY, ps } from './state.js';
 
 const O = ps.orig.timers;
 const OP = ps.orig.timersPromises;

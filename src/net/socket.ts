@@ -4,11 +4,11 @@
 // outstanding the socket is owned by the waiting thread, and a kill destroys it.
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { netModule } from './builtins.js';
-import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from './errors.js';
-import { disown, type GreenThread, own } from './greenthread.js';
-import { current, rt } from './runtime.js';
-import { Waiter } from './waiter.js';
+import { netModule } from '../builtins.js';
+import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from '../errors.js';
+import { disown, type GreenThread, own } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { Waiter } from '../waiter.js';
 import { SocketFile } from './socketfile.js';
 
 /** Address of a TCP endpoint (`[host, port]`) or a Unix socket path. */

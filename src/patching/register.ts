@@ -1,8 +1,8 @@
 // The body of `node --import evy/register` / `--require evy/register`: patches the builtins before the app
 // loads. EVY_PATCH selects (`net,timers`, `all`, `none`; default all). A separate, small entry: it must not
 // load the rest of evy (nor net/tls) at startup, and it starts no loader thread.
-import { layer } from './ownership.js';
-import type { MonkeyPatchOptions } from './patch.js';
+import { layer } from './layer.js';
+import type { MonkeyPatchOptions } from './monkey-patch.js';
 
 const { monkeyPatch } = layer.patch;
 const { ps } = layer.state;

@@ -3,11 +3,11 @@
 // chunk, and `--import evy/register` reads three files instead of eight (each ESM file costs ~0.3-0.5 ms
 // of loader work at startup). Plain re-exports would not do: unused ones are tree-shaken away, and each
 // green module would pull its own small chunk again.
-import * as state from './ownership-state.js';
-import * as net from './ownership-net.js';
-import * as timers from './ownership-timers.js';
-import * as fs from './ownership-fs.js';
-import * as child from './ownership-child.js';
-import * as patch from './patch.js';
+import * as state from './state.js';
+import * as net from './net.js';
+import * as timers from './timers.js';
+import * as fs from './fs.js';
+import * as child from './child-process.js';
+import * as patch from './monkey-patch.js';
 
 export const layer = { state, net, timers, fs, child, patch };

@@ -4,11 +4,11 @@
 // The hook sits on ChildProcess.prototype.spawn: spawn, exec, execFile and fork all reach it, while
 // exec/execFile do not call the exported spawn.
 import type { ChildProcess } from 'node:child_process';
-import { disown, own, type GreenThread } from './greenthread.js';
-import { current, rt } from './runtime.js';
-import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './ownership-state.js';
-import { until } from './until.js';
-import { checkInterrupt } from './waiter.js';
+import { disown, own, type GreenThread } from '../greenthread.js';
+import { current, rt } from '../runtime.js';
+import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './state.js';
+import { until } from '../until.js';
+import { checkInterrupt } from '../waiter.js';
 
 /** How long a killed thread's child gets between SIGTERM and SIGKILL. */
 export const CHILD_KILL_GRACE_MS = 1000;

@@ -1,13 +1,13 @@
 // eventlet's convenience functions: connect, listen, serve.
 import type net from 'node:net';
-import { netModule } from './builtins.js';
-import { EvyError, GreenletExit, invalidArgType, outOfRange, StopServe } from './errors.js';
-import type { GreenThread } from './greenthread.js';
-import { GreenPool } from './greenpool.js';
-import { current, reportError } from './runtime.js';
+import { netModule } from '../builtins.js';
+import { EvyError, GreenletExit, invalidArgType, outOfRange, StopServe } from '../errors.js';
+import type { GreenThread } from '../greenthread.js';
+import { GreenPool } from '../greenpool.js';
+import { current, reportError } from '../runtime.js';
 import { type Address, type Family, GreenSocket } from './socket.js';
-import { checkBoolean, checkCount, checkFunction } from './validate.js';
-import { block, checkInterrupt, type Waiter } from './waiter.js';
+import { checkBoolean, checkCount, checkFunction } from '../validate.js';
+import { block, checkInterrupt, type Waiter } from '../waiter.js';
 
 interface Parsed {
   path?: string;

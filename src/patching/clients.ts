@@ -9,7 +9,7 @@
 // The client's module is found when it loads (a wrapper on the CommonJS '.js' loader, which the CJS build
 // of pg goes through whether the app imports or requires it) or, if it was loaded before patching, in the
 // module cache.
-import { builtin } from './ownership-state.js';
+import { builtin } from './state.js';
 
 type Put = (obj: any, key: string, value: unknown) => void;
 type Queued = (socket: unknown) => void;

@@ -14,12 +14,12 @@
 // top of a file gets the green spawn). Deferring them to the first spawn saved ~1-3 ms of startup but
 // left the app's early copies unpatched. tls is not loaded for this: its sockets inherit net.Socket's
 // prototype hooks (loading node:tls alone costs 3-19 ms). Measured in README "Benchmarks".
-import { invalidArgType } from './errors.js';
-import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './ownership-state.js';
-import { installNetHooks, uninstallNetHooks } from './ownership-net.js';
-import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './ownership-child.js';
-import * as greenTimers from './ownership-timers.js';
-import { fsFunctions, promiseFunctions } from './ownership-fs.js';
+import { invalidArgType } from '../errors.js';
+import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './state.js';
+import { installNetHooks, uninstallNetHooks } from './net.js';
+import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './child-process.js';
+import * as greenTimers from './timers.js';
+import { fsFunctions, promiseFunctions } from './fs.js';
 
 export type PatchName = ModuleName;
 

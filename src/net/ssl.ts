@@ -1,12 +1,12 @@
 // wrapSsl: TLS over a connected GreenSocket (client side) or a listening one (server side).
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { netModule, tlsModule } from './builtins.js';
-import { invalidArgType, SocketTimeout } from './errors.js';
-import { disown, own } from './greenthread.js';
+import { netModule, tlsModule } from '../builtins.js';
+import { invalidArgType, SocketTimeout } from '../errors.js';
+import { disown, own } from '../greenthread.js';
 import { GreenSocket, SocketError, SSLError, toSocketError, _internal } from './socket.js';
-import { until } from './until.js';
-import { checkInterrupt } from './waiter.js';
+import { until } from '../until.js';
+import { checkInterrupt } from '../waiter.js';
 
 export interface WrapSslOptions extends Omit<tls.ConnectionOptions & tls.TlsOptions, 'socket'> {
   /** PEM private key / certificate chain (or give `keyfile` / `certfile` paths). */

@@ -2,7 +2,7 @@
 // EOF, buffered write + flush). It reads from the socket's own buffer, so no byte is lost between recv()
 // and file reads; text mode decodes UTF-8 without splitting a character across calls.
 const { StringDecoder } = process.getBuiltinModule('string_decoder') as typeof import('node:string_decoder');
-import { EvyError, invalidArgType } from './errors.js';
+import { EvyError, invalidArgType } from '../errors.js';
 import type { GreenSocket } from './socket.js';
 
 const WRITE_BUFFER = 8192;
