@@ -6,7 +6,8 @@ export default defineConfig({
   // tpool-worker: the file piscina loads in each worker thread (evy.tpool).
   entry: ['src/index.ts', 'src/register.ts', 'src/green/*.ts', 'src/tpool-worker.ts', 'src/testing/vitest.ts', 'src/testing/node-test.ts', 'src/testing/mocha.ts'],
   format: ['esm', 'cjs'],
-  dts: true,
+  // @internal members (the underscore API the modules share) stay out of the published types.
+  dts: { compilerOptions: { stripInternal: true } },
   target: 'node20',
   platform: 'node',
   splitting: true,
