@@ -549,7 +549,7 @@ export function getcurrent(): GreenThread {
 
 /** Same as `gt.kill(error)`. */
 export function kill(gt: GreenThread<any>, error?: unknown): Promise<void> {
-  if (typeof (gt as GreenThread | null)?.kill !== 'function') throw invalidArgType('gt', 'a GreenThread', gt);
+  if (typeof (gt as GreenThread | null)?.kill !== 'function') return Promise.reject(invalidArgType('gt', 'a GreenThread', gt));
   return gt.kill(error);
 }
 
@@ -564,6 +564,7 @@ export function unowned<A extends unknown[], T>(fn: (...args: A) => T, ...args: 
  * while it owns it, `destroy(resource, killError)` runs. Returns the owner, to pass to `disown`.
  */
 export function own(resource: object, destroy: Destroyer, t: GreenThread = current()): GreenThread | null {
+  checkFunction(destroy, 'destroy');
   if (t === rt.main || t._finished) return null;
   if (t._killError !== undefined) {
     destroy(resource, t._killError);
