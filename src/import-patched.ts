@@ -171,7 +171,7 @@ function parentOf(spec: string, options: ImportPatchedOptions | undefined, pkgRo
   if (RELATIVE.test(spec)) {
     throw invalidArgValue(
       'specifier',
-      'is relative, and no caller file on the stack tells what to. Pass { parent: import.meta.url } as the third argument',
+      'is relative, and no caller file on the stack says what to. Pass { parent: import.meta.url } as the third argument',
       spec,
     );
   }
