@@ -22,7 +22,8 @@ export default defineConfig({
     'testing/mocha': 'src/testing/mocha.ts',
   },
   format: ['esm', 'cjs'],
-  dts: true,
+  // @internal members (the underscore API the modules share) stay out of the published types.
+  dts: { compilerOptions: { stripInternal: true } },
   target: 'node20',
   platform: 'node',
   splitting: true,

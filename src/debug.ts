@@ -13,7 +13,7 @@ import { callbackContext, GreenThread, spawn, unowned, type SpawnHook } from './
 import { current, rt } from './runtime.js';
 import { isEvyFile } from './self.js';
 import { addSpawnHook, removeSpawnHook } from './spawn-hooks.js';
-import { checkBoolean, checkFunction, checkSeconds } from './validate.js';
+import { checkBoolean, checkFunction, checkObject, checkSeconds } from './validate.js';
 
 // ---- shared state (one per process, shared by the ESM and CJS builds) -------------------------------
 
@@ -99,6 +99,7 @@ function liveThreads(): GreenThread[] {
  */
 export function trackThreads(on = true, options: { stacks?: boolean } = {}): void {
   checkBoolean(on, 'on');
+  checkObject(options);
   if (on && !state.tracking) state.trackingSince = performance.now();
   state.tracking = on;
   if (options.stacks !== undefined) state.stacks = checkBoolean(options.stacks, 'options.stacks');
@@ -416,12 +417,14 @@ setInterval(() => {
  */
 export function blockingDetection(on = true, seconds = 0.1, options: BlockingOptions = {}): void {
   checkBoolean(on, 'on');
-  stopBlocking();
-  if (!on) return;
+  checkObject(options);
+  if (!on) return stopBlocking();
+  // Checked before the running detection stops: a bad argument changes nothing.
   const ms = checkSeconds(seconds);
   if (ms <= 0) throw outOfRange('seconds', 'a number of seconds > 0', seconds);
   const report = options.report ?? null;
   if (report !== null) checkFunction(report, 'options.report');
+  stopBlocking();
   // Heartbeat every threshold/5 (2..50 ms), watchdog check every threshold/4: ~50 + 40 wakeups a second at
   // 0.1 s, enough for a precision of about one heartbeat.
   const beatMs = Math.min(50, Math.max(2, ms / 5));
@@ -716,6 +719,7 @@ const turn = (): Promise<void> => new Promise((r) => rt.timers.setImmediate(r));
  */
 export async function leaks<T>(fn: () => T | PromiseLike<T>, options: LeaksOptions = {}): Promise<LeakReport> {
   checkFunction(fn);
+  checkObject(options);
   const graceMs = checkSeconds(options.grace ?? 0.3, 'options.grace');
   const scope = new Set<GreenThread>();
   const tracked = new Map<number, Tracked>();

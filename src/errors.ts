@@ -87,18 +87,33 @@ export class SocketTimeout extends Error {
 }
 brand(SocketTimeout, 'SocketTimeout');
 
+// Argument errors: Node's classes, codes and message shape ('The "name" argument must be ... Received ...').
+// Promise-returning APIs hand them back as a rejected promise, the others throw them (docs/core.md).
+
+/** Gives `err` a Node-style `code`: the one place a code is attached to an error made from a builtin class. */
+export function withCode<E extends Error>(err: E, code: string): E & { code: string } {
+  (err as E & { code: string }).code = code;
+  return err as E & { code: string };
+}
+
 /** TypeError with Node's code for a wrong argument type. */
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
-  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
+  return withCode(new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_TYPE');
 }
 
 /** RangeError with Node's code for an argument outside its range. */
 export function outOfRange(name: string, range: string, actual: unknown): RangeError {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`);
-  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
-  return err;
+  return withCode(new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`), 'ERR_OUT_OF_RANGE');
+}
+
+/** TypeError with Node's code for an argument of the right type and a wrong value; `reason` completes "The "name" argument ...". */
+export function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
+  return withCode(new TypeError(`The "${name}" argument ${reason}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_VALUE');
+}
+
+/** RangeError with Node's code for a port outside 0..65535 (what net.connect throws). */
+export function badPort(name: string, port: unknown): RangeError {
+  return withCode(new RangeError(`The port of "${name}" must be an integer >= 0 and < 65536. Received ${describe(port)}`), 'ERR_SOCKET_BAD_PORT');
 }
 
 function describe(x: unknown): string {

@@ -1,6 +1,6 @@
 import { EvyError } from './errors.js';
 import { expiredTimeout } from './timeout.js';
-import { checkOptionalSeconds } from './validate.js';
+import { optionalSecondsError, toMs } from './validate.js';
 import { block, ready, readyReject, type Waiter, WaitList } from './waiter.js';
 
 const EMPTY = 0;
@@ -25,13 +25,14 @@ export class Event<T = unknown> {
 
   /** Waits for the value; throws a sent exception, or `Timeout` when nothing came within `timeout` seconds. */
   wait(timeout?: number | null): Promise<T> {
-    const ms = checkOptionalSeconds(timeout);
+    const bad = optionalSecondsError(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
     if (this.state === VALUE) return ready(this.value as T);
     if (this.state === EXCEPTION) return readyReject(this.value);
     const w = block<T>('Event.wait');
     if (w instanceof Promise) return w;
     w.value = timeout; // for the Timeout's message
-    return w.park(this.waiters, ms, failTimeout);
+    return w.park(this.waiters, toMs(timeout), failTimeout);
   }
 
   ready(): boolean {

@@ -4,6 +4,7 @@ import { invalidArgType } from './errors.js';
 import { GreenPool } from './greenpool.js';
 import type { GreenThread } from './greenthread.js';
 import { current } from './runtime.js';
+import { checkFunction } from './validate.js';
 import { Waiter, WaitList } from './waiter.js';
 
 export class GreenPile<T = unknown> implements AsyncIterableIterator<T> {
@@ -21,6 +22,7 @@ export class GreenPile<T = unknown> implements AsyncIterableIterator<T> {
 
   /** Spawns `fn(...args)` in the pool (waiting for a slot); its result comes out in spawn order. */
   async spawn<A extends unknown[]>(fn: (...args: A) => T | PromiseLike<T>, ...args: A): Promise<void> {
+    checkFunction(fn);
     this.pending++;
     try {
       this.results.push((await this.pool.spawn(fn, ...args)) as GreenThread<T>);

@@ -4,7 +4,7 @@ import { finishedThread, type GreenThread, launch } from './greenthread.js';
 import { GreenMap } from './greenmap.js';
 import { current, reportError } from './runtime.js';
 import { Semaphore } from './semaphore.js';
-import { checkCount, checkFunction } from './validate.js';
+import { checkCount, checkFunction, functionError } from './validate.js';
 import { ready, Waiter, WaitList } from './waiter.js';
 
 export class GreenPool {
@@ -98,7 +98,8 @@ export class GreenPool {
   }
 
   private start<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): Promise<GreenThread<Awaited<T>>> {
-    checkFunction(fn);
+    const bad = functionError(fn);
+    if (bad !== undefined) return Promise.reject(bad);
     if (this.slots._tryAcquire()) return Promise.resolve(this.launch(fn, args, report));
     if (this.threads.has(current())) return this.runInline(fn, args, report);
     this.queued++;

@@ -77,6 +77,7 @@ export class GreenThread<T = unknown> {
     const f = this._flags;
     return f & SETTLED ? FINISHED : f & STARTED ? RUNNING : NEW;
   }
+  /** @internal */
   set _state(v: number) {
     if (v === RUNNING) this._flags |= STARTED;
     else if (v === FINISHED) this._flags |= STARTED | SETTLED;
@@ -85,6 +86,7 @@ export class GreenThread<T = unknown> {
   get _finished(): boolean {
     return (this._flags & FINISHED_BIT) !== 0;
   }
+  /** @internal */
   set _finished(v: boolean) {
     this.setFlag(FINISHED_BIT, v);
   }
@@ -92,6 +94,7 @@ export class GreenThread<T = unknown> {
   get _detached(): boolean {
     return (this._flags & DETACHED) !== 0;
   }
+  /** @internal */
   set _detached(v: boolean) {
     this.setFlag(DETACHED, v);
   }
@@ -99,6 +102,7 @@ export class GreenThread<T = unknown> {
   get _spawnN(): boolean {
     return (this._flags & SPAWN_N) !== 0;
   }
+  /** @internal */
   set _spawnN(v: boolean) {
     this.setFlag(SPAWN_N, v);
   }
@@ -106,6 +110,7 @@ export class GreenThread<T = unknown> {
   get _failed(): boolean {
     return (this._flags & FAILED) !== 0;
   }
+  /** @internal */
   set _failed(v: boolean) {
     this.setFlag(FAILED, v);
   }
@@ -113,6 +118,7 @@ export class GreenThread<T = unknown> {
   get _parkedMore(): Set<Waiter> | null {
     return this._x?.parkedMore ?? null;
   }
+  /** @internal */
   set _parkedMore(v: Set<Waiter> | null) {
     this.x.parkedMore = v;
   }
@@ -120,6 +126,7 @@ export class GreenThread<T = unknown> {
   get _owned(): Map<object, Destroyer> | null {
     return this._x?.owned ?? null;
   }
+  /** @internal */
   set _owned(v: Map<object, Destroyer> | null) {
     if (v !== null || this._x !== null) this.x.owned = v;
   }
@@ -127,6 +134,7 @@ export class GreenThread<T = unknown> {
   get _links(): Link<any>[] | null {
     return this._x?.links ?? null;
   }
+  /** @internal */
   set _links(v: Link<any>[] | null) {
     this.x.links = v;
   }
@@ -134,6 +142,7 @@ export class GreenThread<T = unknown> {
   get _exitWaiters(): WaitList | null {
     return this._x?.exitWaiters ?? null;
   }
+  /** @internal */
   set _exitWaiters(v: WaitList | null) {
     this.x.exitWaiters = v;
   }
@@ -141,6 +150,7 @@ export class GreenThread<T = unknown> {
   get _onExit(): (() => void)[] | null {
     return this._x?.onExit ?? null;
   }
+  /** @internal */
   set _onExit(v: (() => void)[] | null) {
     this.x.onExit = v;
   }
@@ -148,6 +158,7 @@ export class GreenThread<T = unknown> {
   get _timer(): NodeJS.Timeout | null {
     return this._x?.timer ?? null;
   }
+  /** @internal */
   set _timer(v: NodeJS.Timeout | null) {
     if (v !== null || this._x !== null) this.x.timer = v;
   }
@@ -155,6 +166,7 @@ export class GreenThread<T = unknown> {
   get _ac(): AbortController | null {
     return this._x?.ac ?? null;
   }
+  /** @internal */
   set _ac(v: AbortController | null) {
     this.x.ac = v;
   }
@@ -537,7 +549,7 @@ export function getcurrent(): GreenThread {
 
 /** Same as `gt.kill(error)`. */
 export function kill(gt: GreenThread<any>, error?: unknown): Promise<void> {
-  if (typeof (gt as GreenThread | null)?.kill !== 'function') throw invalidArgType('gt', 'a GreenThread', gt);
+  if (typeof (gt as GreenThread | null)?.kill !== 'function') return Promise.reject(invalidArgType('gt', 'a GreenThread', gt));
   return gt.kill(error);
 }
 
@@ -552,6 +564,7 @@ export function unowned<A extends unknown[], T>(fn: (...args: A) => T, ...args: 
  * while it owns it, `destroy(resource, killError)` runs. Returns the owner, to pass to `disown`.
  */
 export function own(resource: object, destroy: Destroyer, t: GreenThread = current()): GreenThread | null {
+  checkFunction(destroy, 'destroy');
   if (t === rt.main || t._finished) return null;
   if (t._killError !== undefined) {
     destroy(resource, t._killError);

@@ -3,7 +3,7 @@
 import { Empty, EvyError, Full, invalidArgType, QueueClosed } from './errors.js';
 import { Deque } from './deque.js';
 import { current } from './runtime.js';
-import { checkBoolean, checkOptionalSeconds } from './validate.js';
+import { booleanError, optionalSecondsError, toMs } from './validate.js';
 import { ready, Waiter, WaitList } from './waiter.js';
 
 function parseMaxsize(maxsize: unknown): number {
@@ -68,8 +68,8 @@ export class LightQueue<T = unknown> {
 
   /** Puts `item`; when there is no room, waits (up to `timeout` seconds) or, with block=false, throws Full. */
   put(item: T, block = true, timeout?: number | null): Promise<void> {
-    checkBoolean(block, 'block');
-    const ms = checkOptionalSeconds(timeout);
+    const bad = booleanError(block, 'block') ?? optionalSecondsError(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
     const t = current();
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
@@ -78,7 +78,7 @@ export class LightQueue<T = unknown> {
     if (!block) return Promise.reject(new Full());
     const w = new Waiter<void>(t, 'Queue.put');
     w.value = item;
-    return w.park(this.putters, ms, failFull);
+    return w.park(this.putters, toMs(timeout), failFull);
   }
 
   /** Puts without waiting; throws Full when there is no room (or no getter, on a channel). */
@@ -89,15 +89,15 @@ export class LightQueue<T = unknown> {
 
   /** Removes and returns an item; when there is none, waits (up to `timeout` seconds) or, with block=false, throws Empty. */
   get(block = true, timeout?: number | null): Promise<T> {
-    checkBoolean(block, 'block');
-    const ms = checkOptionalSeconds(timeout);
+    const bad = booleanError(block, 'block') ?? optionalSecondsError(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
     const t = current();
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
     if (this._qsize() > 0 || this.putters.size > 0) return Promise.resolve(this.take());
     if (this.isClosed) return Promise.reject(new QueueClosed());
     if (!block) return Promise.reject(new Empty());
-    return new Waiter<T>(t, 'Queue.get').park(this.getters, ms, failEmpty);
+    return new Waiter<T>(t, 'Queue.get').park(this.getters, toMs(timeout), failEmpty);
   }
 
   /** Takes an item without waiting (from a blocked putter, on a channel); throws Empty when there is none. */

@@ -1,5 +1,5 @@
-import { EvyError } from './errors.js';
-import { checkBoolean, checkCount, checkFunction, checkOptionalSeconds } from './validate.js';
+import { EvyError, outOfRange } from './errors.js';
+import { booleanError, checkBoolean, checkCount, checkFunction, checkOptionalSeconds, optionalSecondsError, toMs } from './validate.js';
 import { current } from './runtime.js';
 import { Waiter, wakeFalse, WaitList } from './waiter.js';
 
@@ -16,8 +16,8 @@ export class Semaphore {
   }
 
   acquire(blocking = true, timeout?: number | null): Promise<boolean> {
-    checkBoolean(blocking, 'blocking');
-    const ms = checkOptionalSeconds(timeout);
+    const bad = booleanError(blocking, 'blocking') ?? optionalSecondsError(timeout);
+    if (bad !== undefined) return Promise.reject(bad);
     const t = current();
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
@@ -26,7 +26,7 @@ export class Semaphore {
       return Promise.resolve(true);
     }
     if (!blocking) return Promise.resolve(false);
-    return new Waiter<boolean>(t, 'Semaphore.acquire').park(this.waiters, ms, wakeFalse);
+    return new Waiter<boolean>(t, 'Semaphore.acquire').park(this.waiters, toMs(timeout), wakeFalse);
   }
 
   release(): void {
@@ -109,13 +109,15 @@ export class CappedSemaphore {
   constructor(count: number, limit: number) {
     checkCount(count, 'count');
     checkCount(limit, 'limit');
-    if (count > limit) throw new RangeError(`CappedSemaphore count (${count}) must not exceed limit (${limit})`);
+    if (count > limit) throw outOfRange('count', `an integer <= limit (${limit})`, count);
     this.lower = new Semaphore(count);
     this.upper = new Semaphore(limit - count);
   }
 
   // As eventlet: move the permit to the other side first, then wait on this side; undo on failure.
   async acquire(blocking = true, timeout?: number | null): Promise<boolean> {
+    // Checked before a permit moves to the other side: a bad argument changes nothing.
+    checkWaitArgs(blocking, timeout);
     if (!blocking && this.lower.locked()) return false;
     this.upper.release();
     return this.settle(this.lower.acquire(blocking, timeout), this.upper);
@@ -123,6 +125,7 @@ export class CappedSemaphore {
 
   /** Blocks while the count is at its limit; `false` when non-blocking or timed out. */
   async release(blocking = true, timeout?: number | null): Promise<boolean> {
+    checkWaitArgs(blocking, timeout);
     if (!blocking && this.upper.locked()) return false;
     this.lower.release();
     return this.settle(this.upper.acquire(blocking, timeout), this.lower);
@@ -169,4 +172,9 @@ async function holding<T>(sem: { acquire(): Promise<boolean>; release(): unknown
   } finally {
     await sem.release();
   }
+}
+
+function checkWaitArgs(blocking: unknown, timeout: unknown): void {
+  checkBoolean(blocking, 'blocking');
+  checkOptionalSeconds(timeout);
 }

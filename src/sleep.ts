@@ -1,5 +1,5 @@
 import { rt } from './runtime.js';
-import { checkSeconds } from './validate.js';
+import { secondsError } from './validate.js';
 import { block, wakeUndefined, WaitList } from './waiter.js';
 
 // sleep(0) must let I/O run, so it waits for a loop turn (setImmediate); one immediate per turn wakes
@@ -19,15 +19,16 @@ function flushIdle(): void {
  * thread and to pending I/O callbacks. An evy wait: a kill or a Timeout interrupts it.
  */
 export function sleep(seconds = 0): Promise<void> {
-  const ms = checkSeconds(seconds);
+  const e = secondsError(seconds);
+  if (e !== undefined) return Promise.reject(e);
   const w = block<void>('sleep');
   if (w instanceof Promise) return w;
-  if (ms === 0) {
+  if (seconds === 0) {
     if (!idleScheduled) {
       idleScheduled = true;
       rt.timers.setImmediate(flushIdle);
     }
     return w.park(idle);
   }
-  return w.park(null, ms, wakeUndefined);
+  return w.park(null, seconds * 1000, wakeUndefined);
 }

@@ -16,12 +16,13 @@ export class Timeout extends Error {
 
   constructor(seconds?: number | null, error?: unknown) {
     const s = seconds === undefined || seconds === null ? null : seconds;
+    // Checked before `error` is instantiated: a bad argument creates nothing.
+    const ms = s === null ? 0 : checkSeconds(s);
     super(s === null ? 'timed out' : `timed out after ${s} second${s === 1 ? '' : 's'}`);
     this.name = 'Timeout';
     this.seconds = s;
     this.error = error === undefined ? this : typeof error === 'function' ? new (error as new () => unknown)() : error;
     if (s !== null) {
-      const ms = checkSeconds(s);
       this.thread = current();
       // Like Evy's timers: a pending Timeout never keeps the process alive.
       this.timer = rt.timers.setTimeout(fire, ms, this).unref();

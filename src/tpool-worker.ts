@@ -1,6 +1,7 @@
-// The worker side of evy.tpool (loaded by piscina in each worker thread). Deliberately free of evy imports:
-// a worker is a plain thread, with no green threads of its own.
+// The worker side of evy.tpool (loaded by piscina in each worker thread). Free of evy's runtime (a worker is
+// a plain thread, with no green threads of its own): errors.ts, which imports nothing, is all it takes.
 import { pathToFileURL } from 'node:url';
+import { withCode } from './errors.js';
 
 export interface TpoolTask {
   /** Source of a self-contained function (`fn.toString()`), or */
@@ -75,9 +76,7 @@ async function call(task: TpoolTask): Promise<unknown> {
     fn = mod[name];
     if (typeof fn !== 'function' && name === 'default') fn = mod['module.exports'] ?? mod.default?.default;
     if (typeof fn !== 'function') {
-      const err = new TypeError(`tpool: ${spec} has no function export named "${name}"`);
-      (err as TypeError & { code: string }).code = 'ERR_EVY_TPOOL_EXPORT';
-      throw err;
+      throw withCode(new TypeError(`tpool: ${spec} has no function export named "${name}"`), 'ERR_EVY_TPOOL_EXPORT');
     }
   }
   return await (fn as (...args: unknown[]) => unknown)(...task.args);

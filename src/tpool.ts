@@ -215,7 +215,12 @@ function translate(e: unknown, what: string, args: unknown[]): unknown {
  * progress (a blocking syscall) finishes first. The caller gets the kill error at once.
  */
 export function execute<A extends unknown[], R>(fnOrModule: ((...args: A) => R) | TpoolModuleRef | string | URL, ...args: A): Promise<Awaited<R>> {
-  const task = toTask(fnOrModule, args);
+  let task: TpoolTask;
+  try {
+    task = toTask(fnOrModule, args);
+  } catch (e) {
+    return Promise.reject(e); // a promise API: a bad argument rejects, and nothing was queued
+  }
   const what = task.src !== undefined ? `${task.name || 'anonymous'}()` : `${task.mod}#${task.name}`;
   const w = block<Awaited<R>>('tpool.execute');
   if (w instanceof Promise) return w;

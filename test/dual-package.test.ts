@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -41,5 +43,19 @@ describe('package exports', () => {
       });`;
     const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' }));
     expect(out).toEqual({ cjs: 'dist/index.cjs', sameScheduler: true, aliases: true, types: true, pkg: 'evy' });
+  });
+
+  it('the published declarations carry no internals (stripInternal): no @internal, no underscore members', () => {
+    const dirs = ['dist', 'dist/green', 'dist/testing'].map((d) => path.join(root, d));
+    const files = dirs.flatMap((d) => fs.readdirSync(d).filter((f) => /\.d\.c?ts$/.test(f)).map((f) => path.join(d, f)));
+    expect(files.length).toBeGreaterThan(10);
+    const leaks = files.flatMap((f) =>
+      fs
+        .readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('@internal') || /^\s+(readonly\s+)?([gs]et\s+)?_\w+\s*[(:?<]/.test(line))
+        .map((line) => `${path.basename(f)}: ${line.trim()}`),
+    );
+    expect(leaks).toEqual([]);
   });
 });

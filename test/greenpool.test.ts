@@ -265,7 +265,7 @@ describe('GreenPool', () => {
     expect(() => new GreenPool(1).resize(1.5)).toThrow(RangeError);
     expect(() => new GreenPool().imap(5 as never, [])).toThrow(TypeError);
     expect(() => new GreenPool().imap((x: number) => x, 5 as never)).toThrow(TypeError);
-    expect(() => new GreenPool().spawn('x' as never)).toThrow(TypeError);
+    await expect(new GreenPool().spawn('x' as never)).rejects.toBeInstanceOf(TypeError);
   });
 });
 

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
 import {
+  Event,
   GreenletExit,
   Timeout,
   isMonkeyPatched,
@@ -374,16 +375,18 @@ describe('fs and child_process under monkeyPatch', () => {
     patch({ fs: true });
     let kept: fs.promises.FileHandle | undefined;
     let closed: fs.promises.FileHandle | undefined;
+    const opened = new Event<void>();
     const t = spawn(async () => {
       closed = await fs.promises.open(new URL(import.meta.url));
       await closed.close();
       kept = await fs.promises.open(new URL(import.meta.url));
+      opened.send();
       await sleep(10);
     });
-    await sleep(0.05);
+    await opened.wait(); // not a fixed sleep: opening is slow on a loaded machine
     expect(kept!.fd).toBeGreaterThan(0);
     await t.kill();
-    await sleep(0.02);
+    for (let i = 0; i < 100 && kept!.fd !== -1; i++) await sleep(0.01); // close() completes asynchronously
     expect(kept!.fd).toBe(-1);
   });
 

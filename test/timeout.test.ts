@@ -243,9 +243,9 @@ describe('until', () => {
 });
 
 describe('sleep', () => {
-  it('rejects bad durations with typed errors', () => {
-    expect(() => sleep(-1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
-    expect(() => sleep('1' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  it('rejects bad durations with typed errors', async () => {
+    await expect(sleep(-1)).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    await expect(sleep('1' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
   });
 
   it('sleep(0) yields to every other ready thread', async () => {

@@ -176,11 +176,11 @@ describe('bad input and failing work', () => {
   });
 
   it('rejects what cannot run in a worker, with codes', async () => {
-    expect(() => tpool.execute(Math.max, 1, 2)).toThrow(expect.objectContaining({ code: 'ERR_EVY_TPOOL_FUNCTION' }));
-    expect(() => tpool.execute((() => 1).bind(null))).toThrow(expect.objectContaining({ code: 'ERR_EVY_TPOOL_FUNCTION' }));
-    expect(() => tpool.execute(42 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
-    expect(() => tpool.execute('./relative.mjs')).toThrow(expect.objectContaining({ code: 'ERR_EVY_TPOOL_MODULE' }));
-    expect(() => tpool.execute(new URL('https://example.com/x.mjs'))).toThrow(expect.objectContaining({ code: 'ERR_EVY_TPOOL_MODULE' }));
+    await expect(tpool.execute(Math.max, 1, 2)).rejects.toMatchObject({ code: 'ERR_EVY_TPOOL_FUNCTION' });
+    await expect(tpool.execute((() => 1).bind(null))).rejects.toMatchObject({ code: 'ERR_EVY_TPOOL_FUNCTION' });
+    await expect(tpool.execute(42 as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await expect(tpool.execute('./relative.mjs')).rejects.toMatchObject({ code: 'ERR_EVY_TPOOL_MODULE' });
+    await expect(tpool.execute(new URL('https://example.com/x.mjs'))).rejects.toMatchObject({ code: 'ERR_EVY_TPOOL_MODULE' });
     await expect(tpool.execute({ module: tasks, name: 'missing' })).rejects.toMatchObject({ code: 'ERR_EVY_TPOOL_EXPORT' });
     await expect(tpool.execute('/no/such/module.mjs')).rejects.toMatchObject({ code: 'ERR_MODULE_NOT_FOUND' });
     await expect(tpool.execute(() => {

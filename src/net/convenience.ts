@@ -1,7 +1,7 @@
 // eventlet's convenience functions: connect, listen, serve.
 import type net from 'node:net';
 import { netModule } from '../builtins.js';
-import { EvyError, GreenletExit, invalidArgType, outOfRange, StopServe } from '../errors.js';
+import { badPort, EvyError, GreenletExit, invalidArgType, outOfRange, StopServe } from '../errors.js';
 import type { GreenThread } from '../greenthread.js';
 import { GreenPool } from '../greenpool.js';
 import { current, reportError } from '../runtime.js';
@@ -50,9 +50,7 @@ function parseAddr(addr: unknown, family: unknown, name: string, listening: bool
   if (fam === 'unix') throw invalidArgType(name, "a path for family 'unix'", addr);
   const port = addr[1];
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    const err = new RangeError(`${name}: port should be an integer >= 0 and < 65536. Received ${String(port)}`);
-    (err as RangeError & { code: string }).code = 'ERR_SOCKET_BAD_PORT';
-    throw err;
+    throw badPort(name, port);
   }
   let host = addr[0];
   const ipFam = netModule().isIP(host);

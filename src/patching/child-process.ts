@@ -4,6 +4,7 @@
 // The hook sits on ChildProcess.prototype.spawn: spawn, exec, execFile and fork all reach it, while
 // exec/execFile do not call the exported spawn.
 import type { ChildProcess } from 'node:child_process';
+import { invalidArgType } from '../errors.js';
 import { disown, own, type GreenThread } from '../greenthread.js';
 import { current, rt } from '../runtime.js';
 import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './state.js';
@@ -15,6 +16,11 @@ export const CHILD_KILL_GRACE_MS = 1000;
 
 const kOwner = Symbol.for('evy.child.owner');
 type AnyChild = ChildProcess & Record<symbol, any>;
+
+function procError(proc: unknown): TypeError | undefined {
+  const Child = builtin<typeof import('node:child_process')>('child_process').ChildProcess;
+  return proc instanceof Child ? undefined : invalidArgType('proc', 'a ChildProcess', proc);
+}
 
 function exited(c: ChildProcess): boolean {
   return c.exitCode !== null || c.signalCode !== null;
@@ -219,6 +225,8 @@ function returncode(c: ChildProcess): number {
 
 /** Waits until `proc` has exited (an evy wait: a kill or a Timeout interrupts it). Python's returncode. */
 export function wait(proc: ChildProcess): Promise<number> {
+  const bad = procError(proc);
+  if (bad !== undefined) return Promise.reject(bad);
   if (exited(proc)) return until(returncode(proc));
   return until(
     new Promise<number>((resolve) => {
@@ -248,6 +256,11 @@ function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer | null> {
 
 /** Sends `input`, closes stdin, reads stdout and stderr to the end and waits for the exit. */
 export async function communicate(proc: ChildProcess, input?: string | Uint8Array): Promise<[Buffer | null, Buffer | null]> {
+  const bad = procError(proc);
+  if (bad !== undefined) throw bad;
+  if (input !== undefined && typeof input !== 'string' && !(input instanceof Uint8Array)) {
+    throw invalidArgType('input', 'a string, Buffer or Uint8Array', input);
+  }
   checkInterrupt();
   const out = collect(proc.stdout);
   const err = collect(proc.stderr);

@@ -3,7 +3,7 @@
 const { createRequire } = process.getBuiltinModule('module') as typeof import('node:module');
 const path = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath, pathToFileURL } = process.getBuiltinModule('url') as typeof import('node:url');
-import { EvyError, invalidArgType } from '../errors.js';
+import { EvyError, invalidArgType, invalidArgValue } from '../errors.js';
 import { evyFile, isEvyFile } from '../self.js';
 
 /** The builtins importPatched can swap for evy's green modules. */
@@ -110,13 +110,13 @@ function normalizeModules(
   const nameOf = (key: unknown): GreenModuleName => {
     const bare = typeof key === 'string' && key.startsWith('node:') ? key.slice(5) : key;
     if (typeof bare === 'string' && (green as readonly string[]).includes(bare)) return bare as GreenModuleName;
-    const err = new TypeError(
-      `importPatched: evy has no green module for ${JSON.stringify(key)}. The swappable builtins are ` +
-        `${green.join(', ')} (eventlet's 'socket' is ['net', 'tls'], 'time' is ['timers'], 'os' is ` +
-        "['fs', 'child_process']). Other builtins are always the real ones; pass { name: yourObject } only for these.",
+    throw invalidArgValue(
+      'modules',
+      `names a builtin evy has no green module for. The swappable builtins are ${green.join(', ')} (eventlet's ` +
+        "'socket' is ['net', 'tls'], 'time' is ['timers'], 'os' is ['fs', 'child_process']). Other builtins are " +
+        'always the real ones; pass { name: yourObject } only for these',
+      key,
     );
-    (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
   };
   if (Array.isArray(modules)) {
     for (const key of modules) out[nameOf(key)] = 'green';
@@ -152,12 +152,11 @@ function parentOf(spec: string, options: ImportPatchedOptions | undefined): stri
   const caller = callerFile();
   if (caller !== null) return pathToFileURL(caller).href;
   if (RELATIVE.test(spec)) {
-    const err = new TypeError(
-      `importPatched: cannot tell which file '${spec}' is relative to (no caller file on the stack). ` +
-        'Pass { parent: import.meta.url } as the third argument.',
+    throw invalidArgValue(
+      'specifier',
+      'is relative, and no caller file on the stack says what to. Pass { parent: import.meta.url } as the third argument',
+      spec,
     );
-    (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
   }
   // Bare and absolute specifiers from a REPL or eval: resolve from the working directory.
   return pathToFileURL(path.join(process.cwd(), 'noop.js')).href;

@@ -14,7 +14,7 @@
 // top of a file gets the green spawn). Deferring them to the first spawn saved ~1-3 ms of startup but
 // left the app's early copies unpatched. tls is not loaded for this: its sockets inherit net.Socket's
 // prototype hooks (loading node:tls alone costs 3-19 ms). Measured in README "Benchmarks".
-import { invalidArgType } from '../errors.js';
+import { invalidArgType, invalidArgValue } from '../errors.js';
 import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './state.js';
 import { installNetHooks, uninstallNetHooks } from './net.js';
 import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './child-process.js';
@@ -66,12 +66,10 @@ const ALIASES: Record<string, readonly ModuleName[]> = {
   thread: [],
 };
 
-function unknownName(what: string, name: string): TypeError {
-  const err = new TypeError(
-    `${what}: unknown module "${name}" (expected one of all, net, tls, timers, fs, child_process, socket, time, os, select, thread)`,
-  );
-  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
-  return err;
+const PATCH_NAMES = 'all, net, tls, timers, fs, child_process, socket, time, os, select, thread';
+
+function unknownName(argument: string, name: string, names = PATCH_NAMES): TypeError {
+  return invalidArgValue(argument, `must name a module: one of ${names}`, name);
 }
 
 /** Which modules `opts` selects, with eventlet's rules. */
@@ -88,7 +86,7 @@ function select(opts: unknown): ModuleName[] {
       continue;
     }
     const mods = ALIASES[key];
-    if (mods === undefined) throw unknownName('monkeyPatch', key);
+    if (mods === undefined) throw unknownName('opts', key);
     if (value === true) anyTrue = true;
     for (const m of mods) on[m] = Boolean(value);
   }
@@ -206,7 +204,7 @@ export function isMonkeyPatched(name: string): boolean {
   if (typeof name !== 'string') throw invalidArgType('name', 'a string', name);
   const key = name.startsWith('node:') ? name.slice(5) : name;
   const mods = key === 'timers/promises' ? ['timers' as const] : key === 'fs/promises' ? ['fs' as const] : ALIASES[key];
-  if (mods === undefined) throw unknownName('isMonkeyPatched', name);
+  if (mods === undefined) throw unknownName('name', name);
   return mods.length > 0 && mods.every(isPatched);
 }
 
@@ -241,6 +239,6 @@ export function original(name: string): any {
       // Their exported functions are never replaced (the hooks are on the prototypes).
       return process.getBuiltinModule(key);
     default:
-      throw unknownName('original', name);
+      throw unknownName('name', name, 'timers, timers/promises, fs, fs/promises, child_process, net, tls');
   }
 }

@@ -11,7 +11,8 @@
 //   - sockets: only when still connecting or with an operation of the test outstanding (an idle socket may
 //     sit in a pool that a suite fixture shares: closing it would break the next test);
 //   - one-shot timeouts: not leaks (they end by themselves), but killed at a timeout and explained at exit.
-import { EvyError } from '../errors.js';
+import { EvyError, invalidArgValue } from '../errors.js';
+import { checkObject } from '../validate.js';
 import { GreenThread, spawn, unowned, type Destroyer, type SpawnHook } from '../greenthread.js';
 import { current, rt } from '../runtime.js';
 import { addSpawnHook } from '../spawn-hooks.js';
@@ -53,11 +54,10 @@ const S: Settings = ((rt.ext.testing as Settings | undefined) ??= {
 
 /** Sets the run's options (the adapters' `configure`). */
 export function configure(options: TestingOptions = {}): void {
+  checkObject(options);
   if (options.leaks !== undefined) {
     if (options.leaks !== 'fail' && options.leaks !== 'warn' && options.leaks !== 'off') {
-      const e = new TypeError(`options.leaks must be 'fail', 'warn' or 'off'`) as TypeError & { code: string };
-      e.code = 'ERR_INVALID_ARG_VALUE';
-      throw e;
+      throw invalidArgValue('options.leaks', "must be 'fail', 'warn' or 'off'", options.leaks);
     }
     S.leaks = options.leaks;
   }
