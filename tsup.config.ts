@@ -11,12 +11,13 @@ const green = Object.fromEntries(
 // One shared chunk for the runtime in each format: the main entry and every green module
 // must see the same GreenThread class and the same scheduler state.
 export default defineConfig({
-  // tpool-worker: the file piscina loads in each worker thread (evy.tpool).
   entry: {
     index: 'src/index.ts',
     register: 'src/patching/register.ts',
     ...green,
     'tpool-worker': 'src/tpool-worker.ts',
+    // Worker programs: loaded by path, in a worker thread.
+    'debug/watchdog': 'src/debug/watchdog.ts',
     'testing/vitest': 'src/testing/vitest.ts',
     'testing/node-test': 'src/testing/node-test.ts',
     'testing/mocha': 'src/testing/mocha.ts',

@@ -4,7 +4,7 @@ import { netModule } from './builtins.js';
 import type repl from 'node:repl';
 const { inspect } = process.getBuiltinModule('util') as typeof import('node:util');
 import { listen, serve } from './net/convenience.js';
-import { formatHub, formatThreads, trackThreads } from './debug.js';
+import { formatHub, formatThreads, trackThreads } from './debug/index.js';
 import { EvyError, invalidArgType } from './errors.js';
 import { getcurrent, spawn, unowned, type GreenThread } from './greenthread.js';
 import * as evyNamespace from './index.js';

@@ -60,6 +60,6 @@ export {
 } from './patching/import-patched.js';
 export { monkeyPatch, isMonkeyPatched, original, type MonkeyPatchOptions, type PatchHandle, type PatchName } from './patching/monkey-patch.js';
 export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } from './patching/monkey-patch.js';
-export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug.js';
+export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug/index.js';
 export { tpool, type TpoolModuleRef } from './tpool.js';
 export { backdoor, type BackdoorOptions } from './backdoor.js';

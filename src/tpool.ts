@@ -3,7 +3,6 @@
 // function travels as source text (it must be self-contained) and its arguments by structured clone.
 const { existsSync } = process.getBuiltinModule('fs') as typeof import('node:fs');
 const { availableParallelism } = process.getBuiltinModule('os') as typeof import('node:os');
-const { join } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
 import type { Piscina as PiscinaType } from 'piscina';
 import { evyFile } from './self.js';
