@@ -2,7 +2,7 @@
 //   node examples/chat-server.mjs [port]        then, in several terminals: nc 127.0.0.1 <port>
 // Each client has a reader (its handler) and a writer thread fed by a bounded queue, so a slow client
 // never blocks the others: when its queue is full it is dropped.
-import { Full, listen, Queue, serve, spawn } from '../dist/index.js';
+import { Full, listen, Queue, serve, spawn } from 'evy';
 
 const port = Number(process.argv[2] ?? 6001);
 const server = await listen(['127.0.0.1', port]);

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { pathToFileURL } from 'node:url';
-import { GreenPool, Queue, Timeout, getcurrent, withTimeout } from '../dist/index.js';
+import { GreenPool, Queue, Timeout, getcurrent, withTimeout } from 'evy';
 
 /**
  * A site of `pages` pages on 127.0.0.1: page i links to pages 3i+1..3i+3 (a tree covering them all), back

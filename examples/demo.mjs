@@ -5,7 +5,7 @@
 //   4. producer/consumer - a bounded Queue feeding a GreenPool of workers
 //   5. the hook         - a program that knows nothing of evy, under `node --import evy/register`, cut by withTimeout
 // Each part says what it did, how long it took and how many green threads ran at once. Takes a few seconds.
-import { GreenPool, Queue, connect, listen, serve, sleep, spawn } from '../dist/index.js';
+import { GreenPool, Queue, connect, listen, serve, sleep, spawn } from 'evy';
 import { crawl, serveSite } from './crawler.mjs';
 import { post, serveFeeds, startDispatcher } from './dispatch.mjs';
 import { spawn as spawnProcess } from 'node:child_process';

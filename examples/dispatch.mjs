@@ -6,7 +6,7 @@
 //   curl --data-binary @urls.txt http://127.0.0.1:<port>/titles      (against a running dispatcher)
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { GreenPile, GreenPool, Timeout, spawn, withTimeout } from '../dist/index.js';
+import { GreenPile, GreenPool, Timeout, spawn, withTimeout } from 'evy';
 import { fetchPage } from './crawler.mjs';
 
 /**

@@ -1,6 +1,6 @@
 // An echo server in the blocking style: one green thread per client, recv/sendall in a plain loop.
 //   node examples/echo-server.mjs [port]        then: nc 127.0.0.1 <port>
-import { listen, serve } from '../dist/index.js';
+import { listen, serve } from 'evy';
 
 const port = Number(process.argv[2] ?? 6000);
 const server = await listen(['127.0.0.1', port]);

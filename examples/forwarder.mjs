@@ -1,6 +1,6 @@
 // A port forwarder: every connection to the local port is relayed to a remote address, both ways.
 //   node examples/forwarder.mjs <listen port> <remote host> <remote port>
-import { connect, listen, serve, spawn, SHUT_WR } from '../dist/index.js';
+import { connect, listen, serve, spawn, SHUT_WR } from 'evy';
 
 const [listenPort = '7000', remoteHost = '127.0.0.1', remotePort = '80'] = process.argv.slice(2);
 const remote = [remoteHost, Number(remotePort)];

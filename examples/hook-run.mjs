@@ -1,7 +1,7 @@
 // Part 5 of the tour, run as `node --import ./register.mjs examples/hook-run.mjs <url>`: the register hook has
 // made net, timers and child_process cooperative before unaware-app.mjs loaded, so withTimeout can cut its
 // main() like any green thread: the socket, the child and the interval it left behind are destroyed with it.
-import { withTimeout, isMonkeyPatched } from '../dist/index.js';
+import { withTimeout, isMonkeyPatched } from 'evy';
 import { main } from './unaware-app.mjs';
 
 // What the process holds, by type (its own stdout/stderr pipes included: they are there before and after).

@@ -6,7 +6,8 @@ const { inspect } = process.getBuiltinModule('util') as typeof import('node:util
 import { listen, serve } from './net/convenience.js';
 import { formatHub, formatThreads, trackThreads } from './debug/index.js';
 import { EvyError, invalidArgType } from './errors.js';
-import { getcurrent, spawn, unowned, type GreenThread } from './greenthread.js';
+import { getcurrent, spawn, type GreenThread } from './greenthread.js';
+import { unowned } from './ownership.js';
 import * as evyNamespace from './index.js';
 import type { Address, GreenSocket } from './net/socket.js';
 

@@ -552,29 +552,3 @@ export function kill(gt: GreenThread<any>, error?: unknown): Promise<void> {
   if (typeof (gt as GreenThread | null)?.kill !== 'function') return Promise.reject(invalidArgType('gt', 'a GreenThread', gt));
   return gt.kill(error);
 }
-
-/** Runs `fn` outside any green thread's ownership: what it creates is never destroyed by a kill. */
-export function unowned<A extends unknown[], T>(fn: (...args: A) => T, ...args: A): T {
-  checkFunction(fn);
-  return ensureAls().run(rt.main!, fn, ...args);
-}
-
-/**
- * Records that the current thread (or `t`) is using `resource` (ownership follows use): if the thread is killed
- * while it owns it, `destroy(resource, killError)` runs. Returns the owner, to pass to `disown`.
- */
-export function own(resource: object, destroy: Destroyer, t: GreenThread = current()): GreenThread | null {
-  checkFunction(destroy, 'destroy');
-  if (t === rt.main || t._finished) return null;
-  if (t._killError !== undefined) {
-    destroy(resource, t._killError);
-    return null;
-  }
-  (t._owned ??= new Map()).set(resource, destroy);
-  return t;
-}
-
-/** Ends `owner`'s ownership of `resource` (its operation completed; the handle is idle). */
-export function disown(resource: object, owner: GreenThread | null): void {
-  owner?._owned?.delete(resource);
-}

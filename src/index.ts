@@ -7,13 +7,11 @@ export {
   spawnAfter,
   getcurrent,
   kill,
-  unowned,
-  own,
-  disown,
   KILL_GRACE_MS,
   KILL_FINALLY_GRACE_MS,
   type Destroyer,
 } from './greenthread.js';
+export { unowned, own, disown } from './ownership.js';
 export { sleep } from './sleep.js';
 export { Timeout, withTimeout } from './timeout.js';
 export { until } from './until.js';

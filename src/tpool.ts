@@ -7,7 +7,7 @@ const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node
 import type { Piscina as PiscinaType } from 'piscina';
 import { evyFile } from './self.js';
 import { EvyError, invalidArgType, outOfRange } from './errors.js';
-import { disown, own } from './greenthread.js';
+import { disown, own } from './ownership.js';
 import { rt } from './runtime.js';
 import { checkCount } from './validate.js';
 import { block } from './waiter.js';

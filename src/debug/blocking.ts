@@ -4,7 +4,7 @@ const { syncBuiltinESMExports } = process.getBuiltinModule('module') as typeof i
 const timers = process.getBuiltinModule('timers') as typeof import('node:timers');
 import type { Worker } from 'node:worker_threads';
 import { outOfRange } from '../errors.js';
-import { unowned } from '../greenthread.js';
+import { unowned } from '../ownership.js';
 import { current } from '../runtime.js';
 import { evyFile } from '../self.js';
 import { checkBoolean, checkFunction, checkObject, checkSeconds } from '../validate.js';

@@ -6,7 +6,8 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { netModule } from '../builtins.js';
 import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from '../errors.js';
-import { disown, type GreenThread, own } from '../greenthread.js';
+import { type GreenThread } from '../greenthread.js';
+import { disown, own, owningThread } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { Waiter } from '../waiter.js';
 import { SocketFile } from './socketfile.js';
@@ -86,8 +87,8 @@ function ebadf(what: string): SocketError {
 }
 
 function creatorThread(): GreenThread | null {
-  const t = current();
-  return t.dead || t === rt.main ? null : t;
+  const t = owningThread();
+  return t === null || t.dead ? null : t;
 }
 
 /** An evy wait on a socket operation; it releases the socket's op slot however it ends. */

@@ -3,7 +3,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { netModule, tlsModule } from '../builtins.js';
 import { invalidArgType, SocketTimeout } from '../errors.js';
-import { disown, own } from '../greenthread.js';
+import { disown, own } from '../ownership.js';
 import { GreenSocket, SocketError, SSLError, toSocketError, _internal } from './socket.js';
 import { until } from '../until.js';
 import { checkInterrupt } from '../waiter.js';

@@ -5,7 +5,8 @@
 // exec/execFile do not call the exported spawn.
 import type { ChildProcess } from 'node:child_process';
 import { invalidArgType } from '../errors.js';
-import { disown, own, type GreenThread } from '../greenthread.js';
+import { type GreenThread } from '../greenthread.js';
+import { disown, own } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './state.js';
 import { until } from '../until.js';

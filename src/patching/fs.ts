@@ -2,18 +2,14 @@
 // kill closes them; fs.promises calls that accept a signal get one the kill aborts (they then reject with
 // the kill error). Callback and *Sync functions are unchanged (an fd number cannot be owned reliably).
 import type { FileHandle } from 'node:fs/promises';
-import { disown, own, type GreenThread } from '../greenthread.js';
-import { current, rt } from '../runtime.js';
+import { type GreenThread } from '../greenthread.js';
+import { disown, own, owningThread } from '../ownership.js';
+import { rt } from '../runtime.js';
 import { absorb, callWithKillSignal, inUnowned, kNever, ps } from './state.js';
 
 const O = ps.orig.fs;
 const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
 
-function thread(): GreenThread | null {
-  if (rt.als === null) return null;
-  const t = current();
-  return t === rt.main ? null : t;
-}
 
 function destroyStream(s: any, err: unknown): void {
   if (s.destroyed) return;
@@ -33,19 +29,19 @@ function ownUntilClose<E extends { once(ev: string, fn: () => void): unknown }>(
 
 export function createReadStream(this: unknown, ...args: unknown[]): import('node:fs').ReadStream {
   const s = (O.createReadStream as any).apply(this, args);
-  const t = thread();
+  const t = owningThread();
   return t === null ? s : ownUntilClose(s, t, destroyStream);
 }
 
 export function createWriteStream(this: unknown, ...args: unknown[]): import('node:fs').WriteStream {
   const s = (O.createWriteStream as any).apply(this, args);
-  const t = thread();
+  const t = owningThread();
   return t === null ? s : ownUntilClose(s, t, destroyStream);
 }
 
 export function watch(this: unknown, ...args: unknown[]): import('node:fs').FSWatcher {
   const w = (O.watch as any).apply(this, args);
-  const t = thread();
+  const t = owningThread();
   return t === null ? w : ownUntilClose(w, t, closeWatcher);
 }
 
@@ -57,7 +53,7 @@ function closeHandle(fh: FileHandle): void {
 
 /** fs.promises.open: the FileHandle is owned by the opening thread until closed; a kill closes it. */
 export async function open(this: unknown, ...args: unknown[]): Promise<FileHandle> {
-  const t = thread();
+  const t = owningThread();
   const fh: FileHandle = await (ps.orig.fsp.open as any).apply(this ?? fs.promises, args);
   if (t === null) {
     if (rt.als !== null && inUnowned()) (fh as any)[kNever] = true;
@@ -86,7 +82,7 @@ function withSignal<T>(t: GreenThread, options: unknown, call: (opts: unknown) =
 }
 
 export function readFile(this: unknown, path: unknown, options?: unknown): Promise<any> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return ps.orig.fsp.readFile.call(this ?? fs.promises, path, options);
   const self = this ?? fs.promises;
   // Node 26 reads a path in one thread-pool call that never looks at the signal (a FIFO, a device or
@@ -107,20 +103,20 @@ export function readFile(this: unknown, path: unknown, options?: unknown): Promi
 }
 
 export function writeFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return ps.orig.fsp.writeFile.call(this ?? fs.promises, path, data, options);
   return withSignal(t, options, (o) => ps.orig.fsp.writeFile.call(this ?? fs.promises, path, data, o));
 }
 
 export function appendFile(this: unknown, path: unknown, data: unknown, options?: unknown): Promise<void> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return ps.orig.fsp.appendFile.call(this ?? fs.promises, path, data, options);
   return withSignal(t, options, (o) => ps.orig.fsp.appendFile.call(this ?? fs.promises, path, data, o));
 }
 
 /** fs.promises.watch: the async iterator ends when the thread is killed (its signal is aborted). */
 export function pWatch(this: unknown, filename: unknown, options?: unknown): AsyncIterable<any> {
-  const t = thread();
+  const t = owningThread();
   if (t === null || (options !== undefined && typeof options !== 'object' && typeof options !== 'string')) {
     return ps.orig.fsp.watch.call(this ?? fs.promises, filename, options);
   }

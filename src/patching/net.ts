@@ -18,7 +18,8 @@
 // The hooks sit on net.Socket.prototype and net.Server.prototype: the lowest layer that net, tls, http,
 // https and database drivers all reach (Node 20's http captured net.createConnection before any patch).
 import type { Server, Socket } from 'node:net';
-import { callbackContext, disown, own, type GreenThread } from '../greenthread.js';
+import { callbackContext, type GreenThread } from '../greenthread.js';
+import { disown, own, owningThread } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
 import { installClientHooks } from './clients.js';
@@ -100,7 +101,7 @@ export function useSocket(s: AnySock, t: GreenThread): void {
 function queuedBehind(s: AnySock | null | undefined): void {
   if (s == null || typeof s !== 'object' || s[kShared] === true || s[kNever] === true) return;
   const users: GreenThread[] | undefined = s[kUsers];
-  if (users !== undefined && users.length === 1 && users[0] === notMain()) return;
+  if (users !== undefined && users.length === 1 && users[0] === owningThread()) return;
   markShared(s);
 }
 
@@ -228,11 +229,6 @@ function destroyServer(srv: AnyServer, err: unknown): void {
   if (typeof srv.closeAllConnections === 'function') srv.closeAllConnections();
 }
 
-function notMain(): GreenThread | null {
-  if (rt.als === null) return null; // no thread was ever spawned: the cheapest pass-through
-  const t = current();
-  return t === rt.main ? null : t;
-}
 
 /** Runs `fn` with no thread's context: the handles it creates call back into no thread. */
 function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
@@ -253,7 +249,7 @@ function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
  */
 export function neutralFactory<F extends (...a: any[]) => any>(factory: F): F {
   return function (this: unknown, ...args: unknown[]) {
-    const t = notMain();
+    const t = owningThread();
     if (t === null) return factory.apply(this, args);
     // The socket it connects is still set up by `t` (see the connect hook).
     const before = factoryThread;
@@ -285,7 +281,7 @@ export function installNetHooks(): void {
   put(SP, 'connect', function connect_(this: AnySock, ...args: unknown[]) {
     if (rt.als === null) return connect.apply(this, args);
     if (lazyPending) installLazyHooks(put);
-    const t = notMain() ?? factoryThread;
+    const t = owningThread() ?? factoryThread;
     if (t === null) {
       if (inUnowned()) this[kNever] = true;
       return connect.apply(this, args);
@@ -303,7 +299,7 @@ export function installNetHooks(): void {
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
     const r = write.call(this, chunk, encoding, cb);
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
-      const w = notMain();
+      const w = owningThread();
       if (w !== null && w._killError === undefined) taken(this);
       else stirred(this);
     }
@@ -311,7 +307,7 @@ export function installNetHooks(): void {
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
     if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this) && !ownedElsewhere(this)) {
-      const t = notMain();
+      const t = owningThread();
       if (t !== null) {
         this[kSetup] = false; // a thread's own request: whatever came before it was setup
         useSocket(this, t);
@@ -345,7 +341,7 @@ export function installNetHooks(): void {
   const listen = VP.listen as (...a: unknown[]) => unknown;
   put(VP, 'listen', function listen_(this: AnyServer, ...args: unknown[]) {
     const r = listen.apply(this, args);
-    const t = notMain();
+    const t = owningThread();
     if (t !== null) {
       if (trackedServer(this)) ownServer(this, t);
     } else if (rt.als !== null && inUnowned()) {
@@ -416,7 +412,7 @@ function installHttpHooks(put: (obj: any, key: string, value: unknown) => void):
   // The agent creates sockets here (neutral: their callbacks are no thread's) or queues the request.
   const addRequest = AP.addRequest as (...a: unknown[]) => unknown;
   put(AP, 'addRequest', function addRequest_(this: unknown, req: AnyReq, ...rest: unknown[]) {
-    const t = notMain();
+    const t = owningThread();
     req[kReqThread] = t;
     if (t === null) return addRequest.call(this, req, ...rest);
     const r = neutral(addRequest, this, [req, ...rest]);
@@ -433,7 +429,7 @@ function installHttpHooks(put: (obj: any, key: string, value: unknown) => void):
     let t: GreenThread | null | undefined = this[kReqThread];
     if (t === undefined) {
       // No agent: called from the constructor, in the requesting thread's code.
-      t = this[kReqThread] = notMain();
+      t = this[kReqThread] = owningThread();
       if (t !== null) ownRequest(this, t);
     }
     if (t === null || t.dead) return neutral(onSocket, this, [socket, ...rest]);

@@ -1,6 +1,7 @@
 // Shared state of the patching layer: which builtins are patched, the original functions, the hooks
 // that are installed. It lives in rt.ext so the ESM and the CJS build of evy see one patch table.
-import { disown, own, type GreenThread } from '../greenthread.js';
+import { type GreenThread } from '../greenthread.js';
+import { disown, own } from '../ownership.js';
 import { rt } from '../runtime.js';
 
 // Builtins are taken with process.getBuiltinModule, not `import`: an ESM import of a builtin builds its

@@ -3,19 +3,14 @@
 // timers/promises versions reject with the kill error. Outside a thread they are the originals plus one
 // check. They always call the ORIGINAL timer functions (ps.orig), so a second copy of evy or a double
 // patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
-import { disown, own, type GreenThread } from '../greenthread.js';
-import { current, rt } from '../runtime.js';
+import { type GreenThread } from '../greenthread.js';
+import { disown, own, owningThread } from '../ownership.js';
 import { callWithKillSignal, killSignal, PROMISIFY, ps } from './state.js';
 
 const O = ps.orig.timers;
 const OP = ps.orig.timersPromises;
 const kOwner = Symbol.for('evy.timer.owner');
 
-function thread(): GreenThread | null {
-  if (rt.als === null) return null;
-  const t = current();
-  return t === rt.main ? null : t;
-}
 
 interface Rec {
   t: GreenThread;
@@ -78,7 +73,7 @@ function hookUnref(timer: any): void {
 const kUnrefHooked = Symbol.for('evy.timer.unrefHooked');
 
 export function setTimeout(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
-  const t = typeof callback === 'function' ? thread() : null;
+  const t = typeof callback === 'function' ? owningThread() : null;
   if (t === null) return (O.setTimeout as any).apply(this, arguments);
   const rec: Rec = { t, cb: callback, args, timer: null };
   rec.timer = O.setTimeout(fireOnce, ms, rec);
@@ -86,7 +81,7 @@ export function setTimeout(this: unknown, callback: any, ms?: number, ...args: u
 }
 
 export function setInterval(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
-  const t = typeof callback === 'function' ? thread() : null;
+  const t = typeof callback === 'function' ? owningThread() : null;
   if (t === null) return (O.setInterval as any).apply(this, arguments);
   const rec: Rec = { t, cb: callback, args, timer: null };
   rec.timer = O.setInterval(fireRepeat, ms, rec);
@@ -94,7 +89,7 @@ export function setInterval(this: unknown, callback: any, ms?: number, ...args: 
 }
 
 export function setImmediate(this: unknown, callback: any, ...args: unknown[]): NodeJS.Immediate {
-  const t = typeof callback === 'function' ? thread() : null;
+  const t = typeof callback === 'function' ? owningThread() : null;
   if (t === null) return (O.setImmediate as any).apply(this, arguments);
   const rec: Rec = { t, cb: callback, args, timer: null };
   rec.timer = O.setImmediate(fireOnce, rec);
@@ -137,19 +132,19 @@ function owned<T>(t: GreenThread, options: any, call: (opts: any) => Promise<T>)
 }
 
 function pSetTimeout<T = void>(delay?: number, value?: T, options?: any): Promise<T> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return OP.setTimeout(delay, value, options);
   return owned(t, options, (o) => OP.setTimeout(delay, value, o));
 }
 
 function pSetImmediate<T = void>(value?: T, options?: any): Promise<T> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return OP.setImmediate(value, options);
   return owned(t, options, (o) => OP.setImmediate(value, o));
 }
 
 function pSetInterval<T = void>(delay?: number, value?: T, options?: any): AsyncIterableIterator<T> {
-  const t = thread();
+  const t = owningThread();
   if (t === null) return OP.setInterval(delay, value, options);
   if (t._killError !== undefined || (options !== undefined && (options === null || typeof options !== 'object')) || options?.signal?.aborted) {
     return OP.setInterval(delay, value, t._killError !== undefined ? { ...options, signal: AbortSignal.abort(t._killError) } : options);

@@ -13,7 +13,8 @@
 //   - one-shot timeouts: not leaks (they end by themselves), but killed at a timeout and explained at exit.
 import { EvyError, invalidArgValue } from '../errors.js';
 import { checkObject } from '../validate.js';
-import { GreenThread, spawn, unowned, type Destroyer, type SpawnHook } from '../greenthread.js';
+import { GreenThread, spawn, type Destroyer, type SpawnHook } from '../greenthread.js';
+import { unowned } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { addSpawnHook } from '../spawn-hooks.js';
 import { monkeyPatch } from '../patching/monkey-patch.js';

@@ -9,7 +9,7 @@
 // fails the hook, not the test: so the pass of a test is held back until its afterEach hooks have run, and
 // the leak check can then fail the test itself.
 import { EvyError } from '../errors.js';
-import { unowned } from '../greenthread.js';
+import { unowned } from '../ownership.js';
 import { configure, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, armExit, abortAll, type TestScope } from './core.js';
 
 export { configure, type TestingOptions, type LeakPolicy } from './core.js';
