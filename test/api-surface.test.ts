@@ -1,4 +1,4 @@
-// The public names pinned by DESIGN.md §2: code outside the project is tested against them.
+// The public names (the design's list): code outside the project is tested against them.
 import { describe, expect, it } from 'vitest';
 import * as evy from '../src/index.js';
 
@@ -22,7 +22,7 @@ const aliases: [string, string][] = [
   ['with_timeout', 'withTimeout'],
 ];
 
-describe('public API (DESIGN.md §2)', () => {
+describe('public API (the pinned names)', () => {
   const api = evy as unknown as Record<string, unknown>;
   it.each(functions)('%s is a function', (name) => {
     expect(typeof api[name]).toBe('function');

@@ -1,6 +1,6 @@
 // monkeyPatch: makes the builtins cooperative for the whole process (eventlet's monkey_patch).
 //
-// Where it patches (the lowest layer node's own callers reach, research/feasibility.md §4-5):
+// Where it patches (the lowest layer node's own callers reach; docs/patching.md "Where the patches go"):
 // - timers: the six functions on `timers` AND on globalThis (independent slots), and timers/promises.
 // - fs: fs.createReadStream/createWriteStream/watch and fs.promises.open/readFile/writeFile/appendFile/watch.
 // - net, tls: hooks on net.Socket.prototype and net.Server.prototype (TLSSocket and tls.Server inherit
