@@ -17,7 +17,7 @@ import { current, rt } from '../runtime.js';
 import { addSpawnHook } from '../spawn-hooks.js';
 import { monkeyPatch } from '../patch.js';
 import { EVY_DIR } from '../debug.js';
-import { patchOptionsFromEnv } from '../register.js';
+import { patchOptionsFromEnv } from '../patch.js';
 import { debug as debugLog } from '../ownership-state.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
