@@ -463,16 +463,11 @@ function schedule(t: GreenThread): void {
 function drain(): void {
   const als = ensureAls();
   const ready = rt.ready;
-  // Threads spawned while draining join this batch (the loop re-reads the length). enterWith, not run: on
-  // Node 24 run() makes a second context frame per thread to restore the previous one; this microtask's
-  // context ends with it anyway (nothing after it sees the last thread's store: checked on Node 20-26).
+  // Threads spawned while draining join this batch (the loop re-reads the length).
   for (let i = 0; i < ready.length; i++) {
     const t = ready[i]!;
     ready[i] = undefined;
-    if (t._state === NEW && t._killError === undefined) {
-      als.enterWith(t);
-      start(t);
-    }
+    if (t._state === NEW && t._killError === undefined) als.run(t, start, t);
   }
   ready.length = 0;
   rt.drainScheduled = false;

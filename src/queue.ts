@@ -14,9 +14,6 @@ function parseMaxsize(maxsize: unknown): number {
   return maxsize;
 }
 
-// One settled promise for every put that needs no wait (a fulfilled promise is immutable: safe to share).
-const DONE: Promise<void> = Promise.resolve();
-
 function failFull(w: Waiter): void {
   w.fail(new Full(`queue is full (put timed out)`));
 }
@@ -77,7 +74,7 @@ export class LightQueue<T = unknown> {
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
     if (this.isClosed) return Promise.reject(new QueueClosed('put() on a closed queue'));
-    if (this.offer(item)) return DONE;
+    if (this.offer(item)) return Promise.resolve();
     if (!block) return Promise.reject(new Full());
     const w = new Waiter<void>(t, 'Queue.put');
     w.value = item;

@@ -115,26 +115,24 @@ export class WaitList {
       items[this.head++] = undefined;
       if (w !== undefined && w.list === this) {
         w.list = null;
-        // Emptied: rewind in place (a ping-pong parks and wakes one waiter per turn: no array per turn).
-        if (--this.size === 0) this.reset();
-        else this.compact();
+        this.size--;
+        this.compact();
         return w;
       }
     }
-    this.reset();
+    this.items = [];
+    this.head = 0;
     return undefined;
   }
 
   remove(w: Waiter): void {
     if (w.list !== this) return;
     w.list = null;
-    if (--this.size === 0) this.reset();
-  }
-
-  private reset(): void {
-    if (this.head === 0 && this.items.length === 0) return;
-    this.items.length = 0;
-    this.head = 0;
+    this.size--;
+    if (this.size === 0) {
+      this.items = [];
+      this.head = 0;
+    }
   }
 
   /** Takes every waiter out, oldest first. */
