@@ -33,8 +33,6 @@ class Extra {
   timer: NodeJS.Timeout | null = null;
   ac: AbortController | null = null;
   name: string | null = null;
-  killError: unknown = undefined;
-  pendingThrow: unknown = undefined;
 }
 
 // Bits of GreenThread._flags.
@@ -49,9 +47,13 @@ const SETTLED = 32;
 export class GreenThread<T = unknown> {
   readonly id: number;
   /** @internal */ _fn: ((...args: any[]) => unknown) | null;
-  /** @internal The arguments until the thread starts, then its result (one slot: a parked thread is small). */
-  _val: unknown;
+  /** @internal */ _args: unknown[] | null;
   /** @internal */ _flags = 0;
+  /** @internal Sticky: once set, every evy wait of this thread throws it. */
+  _killError: unknown = undefined;
+  /** @internal Timeouts that fired while the thread was not at an evy wait, oldest first (one error, or an array). */
+  _pendingThrow: unknown = undefined;
+  /** @internal */ _result: unknown = undefined;
   /** @internal The evy wait the thread is parked on (more, under Promise.all, in `_parkedMore`). */
   _parked: Waiter | null = null;
   /** @internal The live-thread list (headed by main; newest first) that evy.debug dumps without setup. */
@@ -63,31 +65,7 @@ export class GreenThread<T = unknown> {
   constructor(fn: ((...args: any[]) => unknown) | null, args: unknown[] | null) {
     this.id = rt.nextId++;
     this._fn = fn;
-    this._val = args;
-  }
-
-  /** @internal Sticky: once set, every evy wait of this thread throws it. */
-  get _killError(): unknown {
-    const x = this._x;
-    return x === null ? undefined : x.killError;
-  }
-  set _killError(v: unknown) {
-    if (v !== undefined || this._x !== null) this.x.killError = v;
-  }
-  /** @internal Timeouts that fired while the thread was not at an evy wait, oldest first (one error, or an array). */
-  get _pendingThrow(): unknown {
-    const x = this._x;
-    return x === null ? undefined : x.pendingThrow;
-  }
-  set _pendingThrow(v: unknown) {
-    if (v !== undefined || this._x !== null) this.x.pendingThrow = v;
-  }
-  /** @internal The outcome, once settled. */
-  get _result(): unknown {
-    return this._flags & STARTED ? this._val : undefined;
-  }
-  set _result(v: unknown) {
-    this._val = v;
+    this._args = args;
   }
 
   private get x(): Extra {
@@ -232,7 +210,7 @@ export class GreenThread<T = unknown> {
       if (this._timer !== null) rt.timers.clearTimeout(this._timer);
       this._timer = null;
       this._fn = null;
-      this._val = undefined;
+      this._args = null;
       this._finished = true;
       this._settle(err, true);
       return Promise.resolve();
@@ -296,17 +274,15 @@ export class GreenThread<T = unknown> {
 
   /** @internal The error the thread's next evy wait must throw, if any. */
   _takeInterrupt(): unknown {
-    const x = this._x;
-    if (x === null) return undefined;
-    if (x.killError !== undefined) return x.killError;
-    const e = x.pendingThrow;
+    if (this._killError !== undefined) return this._killError;
+    const e = this._pendingThrow;
     if (e === undefined) return undefined;
     if (!(e instanceof PendingThrows)) {
-      x.pendingThrow = undefined;
+      this._pendingThrow = undefined;
       return e;
     }
     const first = e.shift();
-    if (e.length === 0) x.pendingThrow = undefined;
+    if (e.length === 0) this._pendingThrow = undefined;
     return first;
   }
 
@@ -476,9 +452,9 @@ function drain(): void {
 function start(t: GreenThread): void {
   t._state = RUNNING;
   const fn = t._fn!;
-  const args = t._val as unknown[] | null;
+  const args = t._args;
   t._fn = null;
-  t._val = undefined;
+  t._args = null;
   let r: unknown;
   try {
     r = args === null ? fn() : fn(...args);

@@ -6,21 +6,6 @@ import type { GreenThread } from './greenthread.js';
 
 const noop = (): void => {};
 
-// park() takes the resolve function through this slot: no executor closure per wait. The reject function
-// is not kept (a parked thread holds one closure fewer, ~56 B): a failure resolves with a `Failure`.
-let captured: ((v: any) => void) | null = null;
-function capture(res: (v: any) => void): void {
-  captured = res;
-}
-
-/** A thenable that rejects: resolving a promise with it rejects that promise (one microtask later). */
-class Failure {
-  constructor(readonly error: unknown) {}
-  then(_: unknown, rej: (e: unknown) => void): void {
-    rej(this.error);
-  }
-}
-
 export class Waiter<T = any> {
   thread: GreenThread;
   /** What the thread is parked on, for people reading a thread dump. */
@@ -29,8 +14,10 @@ export class Waiter<T = any> {
   value: unknown = undefined;
   list: WaitList | null = null;
   promise: Promise<T> | null = null;
-  private res: ((v: T | Failure) => void) | null = null;
+  private res: ((v: T) => void) | null = null;
+  private rej: ((e: unknown) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private onTimeout: ((w: Waiter<T>) => void) | null = null;
 
   constructor(thread: GreenThread, label: string) {
     this.thread = thread;
@@ -43,15 +30,19 @@ export class Waiter<T = any> {
 
   /** Parks on `list` (if any) for at most `ms` milliseconds; `onTimeout` then decides the outcome. */
   park(list: WaitList | null, ms?: number, onTimeout?: (w: Waiter<T>) => void): Promise<T> {
-    const p = new Promise<T>(capture);
-    this.res = captured;
-    captured = null;
+    const p = new Promise<T>((res, rej) => {
+      this.res = res;
+      this.rej = rej;
+    });
     this.promise = p;
     const t = this.thread;
     if (t._parked === null) t._parked = this;
     else (t._parkedMore ??= new Set()).add(this);
     if (list !== null) list.push(this);
-    if (ms !== undefined) this.timer = rt.timers.setTimeout(fireTimeout, ms, this, onTimeout!);
+    if (ms !== undefined) {
+      this.onTimeout = onTimeout!;
+      this.timer = rt.timers.setTimeout(fireTimeout, ms, this);
+    }
     return p;
   }
 
@@ -63,22 +54,22 @@ export class Waiter<T = any> {
   }
 
   fail(error: unknown): void {
-    const res = this.res;
-    if (res === null) return;
+    const rej = this.rej;
+    if (rej === null) return;
     this.detach();
-    res(new Failure(error));
+    rej(error);
   }
 
   /** Rejects on behalf of a kill or a Timeout. The promise is marked handled: code that created a wait
    *  and never awaited it (it threw first) must not crash the process with an unhandled rejection. */
   interrupt(error: unknown): void {
-    if (this.res === null) return;
+    if (this.rej === null) return;
     this.promise!.catch(noop);
     this.fail(error);
   }
 
   private detach(): void {
-    this.res = null;
+    this.res = this.rej = null;
     if (this.list !== null) this.list.remove(this);
     if (this.timer !== null) {
       rt.timers.clearTimeout(this.timer);
@@ -90,9 +81,9 @@ export class Waiter<T = any> {
   }
 }
 
-function fireTimeout(w: Waiter, onTimeout: (w: Waiter) => void): void {
+function fireTimeout(w: Waiter): void {
   w['timer'] = null;
-  onTimeout(w);
+  w['onTimeout']!(w);
 }
 
 /** FIFO of waiters with O(1) removal (lazy: a removed waiter is skipped when reached). */
