@@ -6,10 +6,11 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summary } from './summary.mjs';
 
 // EVY_ROOT: measure another checkout or a snapshot of the build (default: this one).
 const ROOT = process.env.EVY_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
-const RUNS = Number(process.env.BENCH_RUNS ?? 40);
+const RUNS = Number(process.env.BENCH_RUNS ?? 21);
 const dir = mkdtempSync(join(tmpdir(), 'evy-startup-'));
 
 // 50 small modules, each importing a builtin, and an entry that imports them all (and node:http, as a
@@ -106,4 +107,10 @@ if (cpu[0].length > 0) table('CPU time per process, user + system (ms; GNU time,
     const d = (x) => (c === 0 ? '-' : (x >= 0 ? '+' : '') + x.toFixed(2));
     console.log(`| ${name} | ${s.min.toFixed(2)} | ${s.median.toFixed(2)} | ${d(s.min - base.min)} | ${d(s.median - base.median)} |`);
   });
+}
+{
+  const plain = stats(times[0]);
+  const reg = stats(times[2]);
+  const d = reg.median - plain.median;
+  summary({ figure: 'startup, --import evy/register vs plain node (wall, ms)', target: '<= +3 ms', min: reg.min - plain.min, median: d, met: d <= 3, unit: 'ms' });
 }

@@ -1,13 +1,21 @@
-// One entry to the patching layer for every green module and for monkeyPatch. It also shapes the build:
-// each green module reaches all of the layer through `layer`, so esbuild puts the whole layer in one
-// chunk, and `--import evy/register` reads three files instead of eight (each ESM file costs ~0.3-0.5 ms
-// of loader work at startup). Plain re-exports would not do: unused ones are tree-shaken away, and each
-// green module would pull its own small chunk again.
-import * as state from './state.js';
-import * as net from './net.js';
-import * as timers from './timers.js';
-import * as fs from './fs.js';
-import * as child from './child-process.js';
-import * as patch from './monkey-patch.js';
+// One entry to the patching layer for every green module. It also shapes the build: each green module
+// reaches all of the layer through `layer`, so esbuild puts the whole layer in one chunk. Plain
+// re-exports would not do: unused ones are tree-shaken away, and each green module would pull its own
+// small chunk again. Explicit objects, not `import * as`: a namespace object needs esbuild's `__export`
+// helper in a chunk of its own, one more file for `--import evy/register` to load (~0.3-1 ms each).
+import { cjsOverrides, greenDefault } from './state.js';
+import { greenServer, greenSocket, neutralFactory } from './net.js';
+import { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout } from './timers.js';
+import { fsFunctions, promiseFunctions } from './fs.js';
+import { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait } from './child-process.js';
+// Reached from every green module too, so monkeyPatch and register land in the shared chunk.
+import { isMonkeyPatched } from './monkey-patch.js';
 
-export const layer = { state, net, timers, fs, child, patch };
+export const layer = {
+  state: { cjsOverrides, greenDefault },
+  net: { greenServer, greenSocket, neutralFactory },
+  timers: { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout },
+  fs: { fsFunctions, promiseFunctions },
+  child: { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait },
+  patch: { isMonkeyPatched },
+};

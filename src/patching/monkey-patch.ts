@@ -18,7 +18,15 @@ import { invalidArgType, invalidArgValue } from '../errors.js';
 import { builtin, FS_FUNCS, FSP_FUNCS, MODULES, ps, type ModuleName } from './state.js';
 import { installNetHooks, uninstallNetHooks } from './net.js';
 import { greenChildFunctions, installChildHooks, uninstallChildHooks } from './child-process.js';
-import * as greenTimers from './timers.js';
+import {
+  clearImmediate,
+  clearInterval,
+  clearTimeout,
+  promises as greenTimerPromises,
+  setImmediate,
+  setInterval,
+  setTimeout,
+} from './timers.js';
 import { fsFunctions, promiseFunctions } from './fs.js';
 
 export type PatchName = ModuleName;
@@ -107,6 +115,8 @@ function slot(list: (() => void)[], obj: any, key: string, value: unknown): void
 }
 
 const TIMER_NAMES = ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate'] as const;
+// A plain object, not a namespace import (see layer.ts: no `__export` chunk at startup).
+const greenTimers = { setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate, promises: greenTimerPromises };
 
 const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
   timers(undo) {
@@ -138,7 +148,7 @@ const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
       const g = greenChildFunctions(originals);
       const list: (() => void)[] = [];
       for (const n of ['spawn', 'exec', 'execFile', 'fork'] as const) slot(list, cp, n, g[n]);
-      syncBuiltinESMExports();
+      // (monkeyPatch syncs the ESM bindings once, after every module: each sync walks every loaded builtin)
       undo.push(() => {
         for (let i = list.length - 1; i >= 0; i--) list[i]!();
       });
@@ -240,5 +250,38 @@ export function original(name: string): any {
       return process.getBuiltinModule(key);
     default:
       throw unknownName('name', name, 'timers, timers/promises, fs, fs/promises, child_process, net, tls');
+  }
+}
+
+/** Parses EVY_PATCH into monkeyPatch options; null for `none`. */
+export function patchOptionsFromEnv(value: string | undefined): MonkeyPatchOptions | null {
+  const v = (value ?? '').trim();
+  if (v === '' || v === 'all') return {};
+  if (v === 'none') return null;
+  const opts: Record<string, boolean> = {};
+  for (const part of v.split(',')) {
+    const name = part.trim();
+    if (name !== '') opts[name] = true;
+  }
+  return opts;
+}
+
+/** Patches once per process; a second registration (ESM + CJS, or twice on the command line) warns and does nothing. */
+export function register(how: 'import' | 'require'): void {
+  if (ps.registered !== null) {
+    process.emitWarning(`evy/register was loaded twice (first with --${ps.registered}, now with --${how}); the second is ignored`, {
+      code: 'EVY_REGISTER_TWICE',
+    });
+    return;
+  }
+  ps.registered = how;
+  let opts: MonkeyPatchOptions | null;
+  try {
+    opts = patchOptionsFromEnv(process.env.EVY_PATCH);
+    if (opts !== null) monkeyPatch(opts);
+  } catch (e) {
+    // A typo in EVY_PATCH must not silently run the app unpatched.
+    (e as Error).message = `EVY_PATCH=${process.env.EVY_PATCH}: ${(e as Error).message}`;
+    throw e;
   }
 }

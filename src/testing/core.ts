@@ -19,7 +19,7 @@ import { current, rt } from '../runtime.js';
 import { addSpawnHook } from '../spawn-hooks.js';
 import { monkeyPatch } from '../patching/monkey-patch.js';
 import { isEvyFile } from '../self.js';
-import { patchOptionsFromEnv } from '../patching/register.js';
+import { patchOptionsFromEnv } from '../patching/monkey-patch.js';
 import { debug as debugLog } from '../patching/state.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
