@@ -72,47 +72,22 @@ export class GreenThread<T = unknown> {
     return (this._x ??= new Extra());
   }
 
-  /** @internal NEW (0), RUNNING (1) or FINISHED (2). */
+  /** @internal NEW (0), RUNNING (1) or FINISHED (2): read by evy.debug. */
   get _state(): number {
     const f = this._flags;
     return f & SETTLED ? FINISHED : f & STARTED ? RUNNING : NEW;
-  }
-  /** @internal */
-  set _state(v: number) {
-    if (v === RUNNING) this._flags |= STARTED;
-    else if (v === FINISHED) this._flags |= STARTED | SETTLED;
   }
   /** @internal The body has returned or thrown (a detached thread may be dead before that). */
   get _finished(): boolean {
     return (this._flags & FINISHED_BIT) !== 0;
   }
-  /** @internal */
-  set _finished(v: boolean) {
-    this.setFlag(FINISHED_BIT, v);
-  }
   /** @internal Killed on a foreign await and given up on: reported dead before its body ended. */
   get _detached(): boolean {
     return (this._flags & DETACHED) !== 0;
   }
-  /** @internal */
-  set _detached(v: boolean) {
-    this.setFlag(DETACHED, v);
-  }
-  /** @internal A spawnN thread: its error is reported, not kept. */
-  get _spawnN(): boolean {
-    return (this._flags & SPAWN_N) !== 0;
-  }
-  /** @internal */
-  set _spawnN(v: boolean) {
-    this.setFlag(SPAWN_N, v);
-  }
-  /** @internal `_result` is an error. */
+  /** @internal The outcome is an error (`_result` is what was thrown). */
   get _failed(): boolean {
     return (this._flags & FAILED) !== 0;
-  }
-  /** @internal */
-  set _failed(v: boolean) {
-    this.setFlag(FAILED, v);
   }
   /** @internal */
   get _parkedMore(): Set<Waiter> | null {
@@ -130,30 +105,6 @@ export class GreenThread<T = unknown> {
   set _owned(v: Map<object, Destroyer> | null) {
     if (v !== null || this._x !== null) this.x.owned = v;
   }
-  /** @internal */
-  get _links(): Link<any>[] | null {
-    return this._x?.links ?? null;
-  }
-  /** @internal */
-  set _links(v: Link<any>[] | null) {
-    this.x.links = v;
-  }
-  /** @internal */
-  get _exitWaiters(): WaitList | null {
-    return this._x?.exitWaiters ?? null;
-  }
-  /** @internal */
-  set _exitWaiters(v: WaitList | null) {
-    this.x.exitWaiters = v;
-  }
-  /** @internal Resolvers of pending kill() promises. */
-  get _onExit(): (() => void)[] | null {
-    return this._x?.onExit ?? null;
-  }
-  /** @internal */
-  set _onExit(v: (() => void)[] | null) {
-    this.x.onExit = v;
-  }
   /** @internal spawnAfter's timer. */
   get _timer(): NodeJS.Timeout | null {
     return this._x?.timer ?? null;
@@ -161,19 +112,6 @@ export class GreenThread<T = unknown> {
   /** @internal */
   set _timer(v: NodeJS.Timeout | null) {
     if (v !== null || this._x !== null) this.x.timer = v;
-  }
-  /** @internal */
-  get _ac(): AbortController | null {
-    return this._x?.ac ?? null;
-  }
-  /** @internal */
-  set _ac(v: AbortController | null) {
-    this.x.ac = v;
-  }
-
-  private setFlag(bit: number, on: boolean): void {
-    if (on) this._flags |= bit;
-    else this._flags &= ~bit;
   }
 
   get name(): string {
@@ -186,16 +124,17 @@ export class GreenThread<T = unknown> {
 
   /** True once the thread has finished, was killed before it started, or was detached after a kill. */
   get dead(): boolean {
-    return this._finished || this._detached;
+    return (this._flags & (FINISHED_BIT | DETACHED)) !== 0;
   }
 
   /** Aborted (with the kill error as reason) when the thread is killed; never on a normal exit. */
   get signal(): AbortSignal {
-    if (this._ac === null) {
-      this._ac = new AbortController();
-      if (this._killError !== undefined) this._ac.abort(this._killError);
+    const x = this.x;
+    if (x.ac === null) {
+      x.ac = new AbortController();
+      if (this._killError !== undefined) x.ac.abort(this._killError);
     }
-    return this._ac.signal;
+    return x.ac.signal;
   }
 
   /** The thread's result; rethrows its error (a killed thread's: the kill error). An evy wait. */
@@ -203,7 +142,7 @@ export class GreenThread<T = unknown> {
     if (this.dead) return this._failed ? readyReject(this._result) : ready(this._result as T);
     if (this === current()) return Promise.reject(new EvyError('a green thread cannot wait() for itself', 'ERR_EVY_SELF_WAIT'));
     const w = block<T>('GreenThread.wait');
-    return w instanceof Promise ? w : w.park((this._exitWaiters ??= new WaitList()));
+    return w instanceof Promise ? w : w.park((this.x.exitWaiters ??= new WaitList()));
   }
 
   /**
@@ -217,13 +156,13 @@ export class GreenThread<T = unknown> {
     if (this._killError !== undefined) return this._whenExited(); // already dying
     const err = error === undefined ? new GreenletExit() : error;
     this._killError = err;
-    this._ac?.abort(err);
-    if (this._state === NEW) {
+    this._x?.ac?.abort(err);
+    if ((this._flags & STARTED) === 0) {
       if (this._timer !== null) rt.timers.clearTimeout(this._timer);
       this._timer = null;
       this._fn = null;
       this._args = null;
-      this._finished = true;
+      this._flags |= FINISHED_BIT;
       this._settle(err, true);
       return Promise.resolve();
     }
@@ -245,7 +184,7 @@ export class GreenThread<T = unknown> {
 
   /** Kills the thread only if it has not started yet. */
   cancel(error?: unknown): void {
-    if (this._state === NEW && !this.dead) void this.kill(error);
+    if ((this._flags & STARTED) === 0 && !this.dead) void this.kill(error);
   }
 
   /** Calls `cb(gt, ...args)` when the thread exits (at once if it already has), in registration order. */
@@ -255,12 +194,12 @@ export class GreenThread<T = unknown> {
       runLink(this, cb, args);
       return;
     }
-    (this._links ??= []).push([cb, args]);
+    (this.x.links ??= []).push([cb, args]);
   }
 
   /** Removes the first link registered with `cb`; returns whether one was removed. */
   unlink(cb: (gt: GreenThread<T>, ...args: any[]) => void): boolean {
-    const links = this._links;
+    const links = this._x?.links ?? null;
     if (links === null) return false;
     const i = links.findIndex((l) => l[0] === cb);
     if (i < 0) return false;
@@ -319,7 +258,7 @@ export class GreenThread<T = unknown> {
 
   /** @internal */
   _whenExited(): Promise<void> {
-    return new Promise((resolve) => (this._onExit ??= []).push(resolve));
+    return new Promise((resolve) => (this.x.onExit ??= []).push(resolve));
   }
 
   /** @internal */
@@ -338,42 +277,42 @@ export class GreenThread<T = unknown> {
 
   /** @internal The body returned or threw. */
   _finish(value: unknown, failed: boolean): void {
-    if (this._finished) return;
-    this._finished = true;
-    this._state = FINISHED;
+    if (this._flags & FINISHED_BIT) return;
+    this._flags |= FINISHED_BIT | STARTED | SETTLED;
     this._owned = null; // a normal exit releases, never destroys
     const grace = this._timer; // a kill's grace timer (spawnAfter's is null once started)
     if (grace !== null) {
       rt.timers.clearTimeout(grace);
       this._timer = null;
     }
-    if (this._detached) return; // already reported dead; the late result is discarded
+    if (this._flags & DETACHED) return; // already reported dead; the late result is discarded
     // A killed thread that failed died of the kill, whatever secondary error the kill provoked on its way out
     // (a destroyed socket's ECONNRESET, exec's "Command failed"); one that caught it and returned keeps its value.
     if (failed && this._killError !== undefined) value = this._killError;
-    if (failed && this._spawnN && !(value === this._killError)) reportError(value, this);
+    if (failed && this._flags & SPAWN_N && !(value === this._killError)) reportError(value, this);
     this._settle(value, failed);
   }
 
   /** @internal Records the outcome and tells everyone waiting. */
   _settle(value: unknown, failed: boolean): void {
     unlinkLive(this);
-    this._state = FINISHED;
+    this._flags |= failed ? STARTED | SETTLED | FAILED : STARTED | SETTLED;
     this._result = value;
-    this._failed = failed;
-    const waiters = this._exitWaiters;
+    const x = this._x;
+    if (x === null) return;
+    const waiters = x.exitWaiters;
     if (waiters !== null) {
-      this._exitWaiters = null;
+      x.exitWaiters = null;
       for (const w of waiters.drain()) failed ? w.fail(value) : w.wake(value);
     }
-    const links = this._links;
+    const links = x.links;
     if (links !== null) {
-      this._links = null;
+      x.links = null;
       for (const [cb, args] of links) runLink(this, cb, args);
     }
-    const onExit = this._onExit;
+    const onExit = x.onExit;
     if (onExit !== null) {
-      this._onExit = null;
+      x.onExit = null;
       for (const resolve of onExit) resolve();
     }
   }
@@ -396,8 +335,8 @@ function runLink<T>(gt: GreenThread<T>, cb: (gt: GreenThread<T>, ...args: any[])
 
 function detachIfAlive(t: GreenThread): void {
   t._timer = null;
-  if (t._finished || t._detached) return;
-  t._detached = true;
+  if (t.dead) return;
+  t._flags |= DETACHED;
   t._owned = null;
   t._settle(t._killError, true);
 }
@@ -416,7 +355,7 @@ export const callbackContext: GreenThread = ((rt.ext.callbackContext as GreenThr
   return t;
 })());
 
-rt.main._state = RUNNING;
+rt.main._flags |= STARTED;
 
 // Every spawned thread is on a list headed by main until it settles: two field writes at spawn and at exit
 // (a Set costs 70-300 ns per insert in identity hashing), so a dump needs no opt-in (evy.debug.threads()).
@@ -455,14 +394,14 @@ function drain(): void {
   for (let i = 0; i < ready.length; i++) {
     const t = ready[i]!;
     ready[i] = undefined;
-    if (t._state === NEW && t._killError === undefined) als.run(t, start, t);
+    if ((t._flags & STARTED) === 0 && t._killError === undefined) als.run(t, start, t);
   }
   ready.length = 0;
   rt.drainScheduled = false;
 }
 
 function start(t: GreenThread): void {
-  t._state = RUNNING;
+  t._flags |= STARTED;
   const fn = t._fn!;
   const args = t._args;
   t._fn = null;
@@ -497,7 +436,7 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
   checkFunction(fn);
   ensureAls();
   const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
-  t._spawnN = report;
+  if (report) t._flags |= SPAWN_N;
   linkLive(t);
   // Opt-in debug hook (evy.debug thread tracking): one slot read per spawn when off.
   const hook = rt.ext.onSpawn as SpawnHook | undefined;
@@ -509,7 +448,7 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
 /** @internal A thread that already finished with this outcome (a pool's inline run). */
 export function finishedThread<T>(value: unknown, failed: boolean): GreenThread<T> {
   const t = new GreenThread<T>(null, null);
-  t._finished = true;
+  t._flags |= FINISHED_BIT;
   t._settle(value, failed);
   return t;
 }
