@@ -134,7 +134,10 @@ function destroyNow(s: AnySock, err: unknown): void {
 function abandon(s: AnySock, err: unknown): void {
   if (s[kAbandoned] !== undefined) return;
   s[kAbandoned] = err;
+  // Unref'd: a connect in progress keeps the process up by its own handle; one that never gets that far (a
+  // lookup that never answers) must not be kept alive by evy's looking at it.
   s[kQuiet] = rt.timers.setTimeout(decideAbandoned, ABANDON_QUIET_MS, s);
+  s[kQuiet].unref();
 }
 
 /** Some I/O on an abandoned socket: its setup is still going on, wait for quiet again. */

@@ -171,6 +171,14 @@ describe('node --import ./register.mjs', () => {
     for (const pid of Object.values(out.pids) as number[]) expect(alive(pid)).toBe(false);
   });
 
+  it('a socket killed while its lookup never answers does not keep the process up', async () => {
+    const t0 = performance.now();
+    const r = await node([...IMPORT, 'connect-never.mjs'], {}, 10_000);
+    expect(json(r)).toEqual({ connecting: true, destroyed: false }); // evy still waits for its setup to settle
+    expect(r.code).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(5000); // hung until killed before
+  });
+
   it('a killed shell tree does not keep the process up for the SIGKILL grace once it is gone', async () => {
     const out = json(await node([...IMPORT, 'shell-tree-exit.mjs']));
     // Gone or a zombie (its exit status waits for whoever adopted the orphan).
