@@ -41,6 +41,7 @@ const kReqOwner = Symbol.for('evy.http.owner');
 const kReqThread = Symbol.for('evy.http.thread');
 const kOwner = Symbol.for('evy.net.owner');
 const kConns = Symbol.for('evy.net.conns');
+const kTracking = Symbol.for('evy.net.tracking');
 /** Set by GreenSocket on the socket it wraps: it owns its socket itself, through its evy waits. */
 const kGreenSocket = Symbol.for('evy.GreenSocket');
 
@@ -192,7 +193,11 @@ export function ownServer(srv: AnyServer, t: GreenThread): void {
   if (own(srv, destroyServer) === null) return;
   srv[kOwner] = t;
   srv[kConns] = new Set<Socket>();
-  srv.on('connection', trackConn);
+  // Once per server: a server listened on again and again (a fixture of every test) would pile up trackers.
+  if (srv[kTracking] !== true) {
+    srv[kTracking] = true;
+    srv.on('connection', trackConn);
+  }
 }
 
 function trackConn(this: AnyServer, sock: Socket): void {
