@@ -4,17 +4,18 @@
 // variant, the median ratio to the plain run, and each variant's test counts (the adapter must not change
 // what passes; a leak it reports shows up as a failure there).
 //
-//   node bench/runners.mjs [--rounds N] [--no-pin] [--node PATH] [vitest] [node-test=DIR] [mocha=DIR]
+//   node bench/runners.mjs [--rounds N] [--no-pin] [--node PATH] [--arg A]... [vitest] [node-test=DIR] [mocha=DIR]
 //
 //   vitest         this repo's queue, event/semaphore, pool and timeout tests (vitest forks pool)
 //   node-test=DIR  DIR's node:test suite: `node --test` on DIR/test/*.test.{js,mjs,cjs}
 //   mocha=DIR      DIR's mocha suite (DIR/node_modules/mocha) on the same files
+//   --arg A        one more argument for the runner in every variant of the suites named after it
 //
 // DIR needs evy installed (npm install --no-save <evy tarball>). The README's figures used pinojs/sonic-boom
 // (node:test, file I/O) and websockets/ws (mocha, sockets) at the commits it names. Runs are pinned to CPU 1
 // with taskset when it exists (--no-pin: not), so a runner's own parallelism is the same in every variant.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,12 +25,14 @@ let rounds = 5;
 let pin = true;
 let node = process.execPath;
 const cases = [];
+const extra = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--rounds') rounds = Number(args[++i]);
   else if (a === '--no-pin') pin = false;
   else if (a === '--node') node = args[++i];
-  else if (a === 'vitest' || /^(node-test|mocha)=/.test(a)) cases.push(a);
+  else if (a === '--arg' && i + 1 < args.length) extra.push(args[++i]);
+  else if (a === 'vitest' || /^(node-test|mocha)=/.test(a)) cases.push([a, [...extra]]);
   else usage(`unknown argument ${JSON.stringify(a)}`);
 }
 if (!Number.isInteger(rounds) || rounds < 1) usage('--rounds takes a whole number ≥ 1');
@@ -37,7 +40,7 @@ if (cases.length === 0) usage('name at least one suite');
 if (pin && spawnSync('taskset', ['-c', '1', 'true']).status !== 0) pin = false;
 
 function usage(why) {
-  console.error(`${why}\nusage: node bench/runners.mjs [--rounds N] [--no-pin] [--node PATH] [vitest] [node-test=DIR] [mocha=DIR]`);
+  console.error(`${why}\nusage: node bench/runners.mjs [--rounds N] [--no-pin] [--node PATH] [--arg A]... [vitest] [node-test=DIR] [mocha=DIR]`);
   process.exit(2);
 }
 
@@ -54,22 +57,27 @@ function needEvy(dir) {
 }
 
 /** The variants of one suite: [name, cwd, argv after the node binary]. */
-function variants(c) {
+function variants(c, more) {
   if (c === 'vitest') {
+    // The adapter from a copy under node_modules, as users have it: vitest loads a runner from outside
+    // node_modules through its module runner (transformed by vite), one from inside it natively.
+    const cacheDir = path.join(REPO, 'node_modules', '.cache', 'evy-bench');
+    const pkg = path.join(cacheDir, 'evy');
+    rmSync(pkg, { recursive: true, force: true });
+    mkdirSync(pkg, { recursive: true });
+    for (const f of ['package.json', 'vitest.mjs', 'register.mjs', 'register.cjs', 'dist']) cpSync(path.join(REPO, f), path.join(pkg, f), { recursive: true });
     // A config that adds the runner line to the repo's own (vitest has no --runner flag).
-    const cfgDir = path.join(REPO, 'node_modules', '.cache', 'evy-bench');
-    mkdirSync(cfgDir, { recursive: true });
-    const cfg = path.join(cfgDir, 'vitest.runner.config.mjs');
+    const cfg = path.join(cacheDir, 'vitest.runner.config.mjs');
     writeFileSync(
       cfg,
-      `import { mergeConfig } from 'vitest/config';\nimport base from ${JSON.stringify(path.join(REPO, 'vitest.config.ts'))};\nexport default mergeConfig(base, { root: ${JSON.stringify(REPO)}, test: { runner: 'evy/vitest' } });\n`,
+      `import { mergeConfig } from 'vitest/config';\nimport base from ${JSON.stringify(path.join(REPO, 'vitest.config.ts'))};\nexport default mergeConfig(base, { root: ${JSON.stringify(REPO)}, test: { runner: ${JSON.stringify(path.join(pkg, 'vitest.mjs'))} } });\n`,
     );
     const files = ['test/queue.test.ts', 'test/event-semaphore.test.ts', 'test/greenpool.test.ts', 'test/timeout.test.ts'];
     const vitest = path.join(REPO, 'node_modules', 'vitest', 'vitest.mjs');
     return [
-      ['vitest plain', REPO, [vitest, 'run', ...files]],
-      ["vitest runner: 'evy/vitest'", REPO, [vitest, 'run', '--config', cfg, ...files]],
-      ['vitest --detectAsyncLeaks', REPO, [vitest, 'run', '--detectAsyncLeaks', ...files]],
+      ['vitest plain', REPO, [vitest, 'run', ...more, ...files]],
+      ["vitest runner: 'evy/vitest'", REPO, [vitest, 'run', '--config', cfg, ...more, ...files]],
+      ['vitest --detectAsyncLeaks', REPO, [vitest, 'run', '--detectAsyncLeaks', ...more, ...files]],
     ];
   }
   const [kind, raw] = c.split('=');
@@ -78,15 +86,15 @@ function variants(c) {
   const files = testFiles(dir);
   if (kind === 'node-test') {
     return [
-      ['node --test plain', dir, ['--test', ...files]],
-      ['node --import evy/node-test --test', dir, ['--import', 'evy/node-test', '--test', ...files]],
+      ['node --test plain', dir, ['--test', ...more, ...files]],
+      ['node --import evy/node-test --test', dir, ['--import', 'evy/node-test', '--test', ...more, ...files]],
     ];
   }
   const mocha = path.join(dir, 'node_modules', 'mocha', 'bin', 'mocha.js');
   if (!existsSync(mocha)) usage(`mocha is not installed in ${dir}`);
   return [
-    ['mocha plain', dir, [mocha, ...files]],
-    ['mocha --require evy/mocha', dir, [mocha, '--require', 'evy/mocha', ...files]],
+    ['mocha plain', dir, [mocha, ...more, ...files]],
+    ['mocha --require evy/mocha', dir, [mocha, '--require', 'evy/mocha', ...more, ...files]],
   ];
 }
 
@@ -127,8 +135,8 @@ const median = (xs) => {
 
 const nodeVersion = spawnSync(node, ['-v'], { encoding: 'utf8' }).stdout.trim();
 console.log(`node ${nodeVersion}, ${rounds} rounds, ${pin ? 'pinned to CPU 1 (taskset -c 1)' : 'not pinned'}`);
-for (const c of cases) {
-  const vs = variants(c);
+for (const [c, more] of cases) {
+  const vs = variants(c, more);
   const times = vs.map(() => []);
   const seen = vs.map(() => '');
   for (let r = 0; r < rounds; r++) {
@@ -142,11 +150,13 @@ for (const c of cases) {
     }
   }
   const base = median(times[0]);
-  console.log(`\n${c}`);
-  console.log('| variant | min | median | ratio (median) | tests |');
+  const baseMin = Math.min(...times[0]);
+  console.log(`\n${c}${more.length ? ` (runner arguments: ${more.join(' ')})` : ''}`);
+  console.log('| variant | min | median | ratio min / median | tests |');
   console.log('|---|---|---|---|---|');
   vs.forEach(([name], i) => {
     const med = median(times[i]);
-    console.log(`| ${name} | ${(Math.min(...times[i]) / 1000).toFixed(2)} s | ${(med / 1000).toFixed(2)} s | ${(med / base).toFixed(2)}× | ${seen[i]} |`);
+    const min = Math.min(...times[i]);
+    console.log(`| ${name} | ${(min / 1000).toFixed(2)} s | ${(med / 1000).toFixed(2)} s | ${(min / baseMin).toFixed(2)}× / ${(med / base).toFixed(2)}× | ${seen[i]} |`);
   });
 }
