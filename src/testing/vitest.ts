@@ -163,7 +163,14 @@ export function createRunner(api: VitestApi): new (config: any) => any {
           if (err !== null) {
             result.state = 'fail';
             // vitest sends results to the main process as plain data: the error as it serializes errors.
-            (result.errors ??= []).push({ name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks });
+            const e = { name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks };
+            (result.errors ??= []).push(e);
+            // vitest 5 reports the errors of each attempt (its retries), recorded before this hook runs.
+            const last = Array.isArray(result.attempts) ? result.attempts[result.attempts.length - 1] : undefined;
+            if (last !== undefined) {
+              last.state = 'fail';
+              (last.errors ??= []).push(e);
+            }
           }
         } else {
           scope.finish(true); // failed or killed: close what is left, quietly
