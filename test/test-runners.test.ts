@@ -102,10 +102,11 @@ function listening(port: number): Promise<boolean> {
 /**
  * Runs a runner whose test holds a server, a socket, a `sleep 60` child and a shell's `sleep 60` grandchild
  * (fixtures/test-runners/hold.mjs), aborts the run while it does (`signal`, sent to the runner's pid only: a
- * terminal's Ctrl-C reaches the whole process group, children included, which would prove nothing; or none,
- * when the runner's --bail ends the run), and returns what was still there 3 s later.
+ * terminal's Ctrl-C reaches the whole process group, children included, which would prove nothing; or to
+ * the process running the test; or none, when the runner's --bail ends the run), and returns what was still
+ * there 3 s later.
  */
-async function runAborted(dir: string, node: string, args: string[], signal: NodeJS.Signals | null) {
+async function runAborted(dir: string, node: string, args: string[], signal: NodeJS.Signals | null, to: 'runner' | 'test process' = 'runner') {
   mkdirSync(path.join(dir, 'abort'), { recursive: true });
   for (const f of readdirSync(path.join(REPO, 'fixtures', 'test-runners'))) cpSync(path.join(REPO, 'fixtures', 'test-runners', f), path.join(dir, f.endsWith('.config.mjs') ? f : path.join('abort', f)));
   const holdFile = path.join(dir, `hold-${Date.now()}.json`);
@@ -123,7 +124,10 @@ async function runAborted(dir: string, node: string, args: string[], signal: Nod
     // Parked for a while first: a runner's own messages in flight can hide a process that lingers.
     if (signal !== null) await new Promise((r) => setTimeout(r, 500));
     const abortedAt = performance.now();
-    if (signal !== null) child.kill(signal);
+    if (signal !== null) {
+      if (to === 'runner') child.kill(signal);
+      else process.kill(held.pid, signal);
+    }
     const exit = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
     // What the test held must be gone within 3 s of the abort (a worker may outlive its runner a little).
     const left = async () => [...(['pid', 'child', 'shell', 'grandchild'] as const).filter((k) => running(held![k])), ...((await listening(held!.port)) ? ['port'] : [])];
@@ -231,7 +235,7 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     }, 120_000);
   }
 
-  for (const v of [version('vitest'), '3.2']) {
+  for (const v of [version('vitest'), '3.2', '5']) {
     test(`vitest ${v} with runner: 'evy/vitest' (Node 24)`, async () => {
       const dir = project('vitest', [`vitest@${v}`, `pg@${version('pg')}`]);
       const r = await run(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run']);
@@ -250,6 +254,12 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
         expectAborted(await runAborted(dir, nodeBin(major), ['--import', 'evy/node-test', '--test', 'abort/hold.node-test.mjs'], 'SIGINT'), `node --test ${major} SIGINT`);
       }, 60_000);
     }
+
+    test('node --import evy/node-test --test (Node 24): the process running the test is killed with SIGKILL', async () => {
+      // No code runs in a SIGKILLed process: the reaper started beside it ends its running test's children.
+      const dir = project('node-test', [`pg@${version('pg')}`]);
+      expectAborted(await runAborted(dir, nodeBin(24), ['--import', 'evy/node-test', '--test', 'abort/hold.node-test.mjs'], 'SIGKILL', 'test process'), 'node --test 24, test process SIGKILL');
+    }, 60_000);
 
     test('node --import evy/node-test file.mjs (Node 24, no --test): SIGINT', async () => {
       const dir = project('node-test', [`pg@${version('pg')}`]);
@@ -275,17 +285,20 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
       expect(r.out).not.toMatch(/multiple times|never runs/);
     }, 60_000);
 
-    for (const v of [version('vitest'), '3.2']) {
+    // On vitest 5 a watchdog SIGKILLs the workers when vitest dies: the reaper's case.
+    for (const v of [version('vitest'), '3.2', '5']) {
       test(`vitest ${v} (Node 24): SIGINT`, async () => {
         const dir = project('vitest', [`vitest@${v}`, `pg@${version('pg')}`]);
         expectAborted(await runAborted(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run', '--config', 'vitest.abort.config.mjs', 'hold'], 'SIGINT'), `vitest ${v} SIGINT`);
       }, 60_000);
+    }
 
+    for (const v of [version('vitest'), '3.2', '5']) {
       test(`vitest ${v} --bail=1 (Node 24): a concurrent test's failure cancels the run`, async () => {
         const dir = project('vitest', [`vitest@${v}`, `pg@${version('pg')}`]);
         const r = await runAborted(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run', '--config', 'vitest.abort.config.mjs', '--bail=1', 'bail'], null);
         expectAborted(r, `vitest ${v} --bail=1`);
-        // The held test was stopped with what it held (on the same line on 4.1, the next on 3.2).
+        // The held test was stopped with what it held (on the same line on 4.1 and 5, the next on 3.2).
         expect(r.out).toMatch(/holds a server, a socket and children until killed[^\n]*\n?[^\n]*while waiting on: [^\n]*child process pid \d+ \(sleep 60\)/);
       }, 60_000);
     }

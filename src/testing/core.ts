@@ -20,6 +20,7 @@ import { EVY_DIR } from '../debug.js';
 import { patchOptionsFromEnv } from '../register.js';
 import { debug as debugLog } from '../ownership-state.js';
 import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../ownership-child.js';
+import { guardChild, releaseChild } from './reaper.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
@@ -134,7 +135,10 @@ function record(scope: TestScope, res: any, destroy: Destroyer): void {
   const c: Created = { res, kind, destroy, where, scope };
   createdBy.set(res, c);
   if (!request) scope.created.push(c);
-  if (kind === 'child') watchSignals();
+  if (kind === 'child') {
+    watchSignals();
+    guardChild(res);
+  }
 }
 
 /** The owned-map of a test's threads: records creations, otherwise evy's ordinary owned map. */
@@ -597,6 +601,7 @@ export function newScope(name: string, file: string | null = null): TestScope {
   s.finish = (c?: boolean) => {
     liveScopes.delete(s);
     const leaks = finish(c);
+    for (const x of s.created) if (x.kind === 'child') releaseChild(x.res.pid);
     if (![...liveScopes].some((o) => o.created.some((x) => x.kind === 'child' && isOpen(x)))) unwatchSignals();
     return leaks;
   };
