@@ -461,6 +461,21 @@ describe('net under monkeyPatch', () => {
     expect(accepted!.destroyed).toBe(true);
   });
 
+  it('a server listened on by thread after thread (a fixture per test) gets one connection tracker, not one per listen', async () => {
+    patch({ net: true });
+    const server = net.createServer((s) => s.end());
+    for (let i = 0; i < 12; i++) {
+      await spawn(async () => {
+        server.listen(0, '127.0.0.1');
+        await once(server, 'listening');
+        const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+        await once(c, 'close');
+        await new Promise((r) => server.close(r));
+      }).wait();
+    }
+    expect(server.listenerCount('connection')).toBe(2); // the app's and evy's (was 13: a MaxListeners warning)
+  });
+
   it("a pooled connection created by A, now waiting on B's request, survives A's kill", async () => {
     patch({ net: true });
     // one reply per line; 'slow' is answered after 150 ms

@@ -171,6 +171,28 @@ describe('node --import ./register.mjs', () => {
     for (const pid of Object.values(out.pids) as number[]) expect(alive(pid)).toBe(false);
   });
 
+  it('a socket killed while its lookup never answers does not keep the process up', async () => {
+    const t0 = performance.now();
+    const r = await node([...IMPORT, 'connect-never.mjs'], {}, 10_000);
+    expect(json(r)).toEqual({ connecting: true, destroyed: false }); // evy still waits for its setup to settle
+    expect(r.code).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(5000); // hung until killed before
+  });
+
+  it('a killed shell tree does not keep the process up for the SIGKILL grace once it is gone', async () => {
+    const out = json(await node([...IMPORT, 'shell-tree-exit.mjs']));
+    // Gone or a zombie (its exit status waits for whoever adopted the orphan).
+    let state = 'gone';
+    try {
+      const stat = fs.readFileSync(`/proc/${out.grandchild}/stat`, 'latin1');
+      state = stat.charAt(stat.lastIndexOf(')') + 2);
+    } catch {
+      // gone
+    }
+    expect(state).toMatch(/^(gone|Z|X)$/);
+    expect(out.exitMs).toBeLessThan(600); // was the whole 1 s grace: the grandchild died after the shell
+  });
+
   it('an fs read stream (and write stream, FileHandle, watcher) of a killed thread is closed', async () => {
     const out = json(await node([...IMPORT, 'fs-stream.mjs']));
     expect(out.firstChunk).toBe(1024);

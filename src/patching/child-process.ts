@@ -42,6 +42,15 @@ function onExit(this: AnyChild): void {
   if (o !== undefined) disown(this, o);
 }
 
+/** A tree being terminated: its pids, and the timer that sends SIGKILL to what is left after the grace. */
+interface Termination {
+  tree: number[];
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Trees killed and not yet gone (shared by the ESM and CJS builds): the test adapters wait on them before the process dies. */
+const terminations: Set<Termination> = ((rt.ext.childTerminations as Set<Termination> | undefined) ??= new Set());
+
 function terminate(c: AnyChild, _err: unknown): void {
   c[kOwner] = undefined;
   if (exited(c)) return;
@@ -54,15 +63,47 @@ function terminate(c: AnyChild, _err: unknown): void {
   for (const pid of tree) signal(pid, 'SIGTERM');
   for (const pid of tree) signal(pid, 'SIGCONT'); // a stopped process acts on SIGTERM only once continued
   // Ref'd on purpose: the parent stays up until the children are gone, so no orphan is left behind.
-  const timer = rt.timers.setTimeout(() => {
-    for (const pid of tree) signal(pid, 'SIGKILL');
+  const t: Termination = {
+    tree,
+    timer: rt.timers.setTimeout(() => {
+      terminations.delete(t);
+      for (const pid of tree) signal(pid, 'SIGKILL');
+      closeStdio(c);
+    }, CHILD_KILL_GRACE_MS),
+  };
+  terminations.add(t);
+  // Descendants die a moment after the root (they got SIGTERM too): look again shortly rather than keep the
+  // process up for the whole grace.
+  const check = (): void => {
+    if (!terminations.has(t)) return;
+    if (tree.some(isAlive)) {
+      rt.timers.setTimeout(check, 10).unref();
+      return;
+    }
+    terminations.delete(t);
+    rt.timers.clearTimeout(t.timer);
     closeStdio(c);
-  }, CHILD_KILL_GRACE_MS);
-  c.once('exit', () => {
-    if (tree.some(isAlive)) return; // the SIGKILL timer still has work
-    rt.timers.clearTimeout(timer);
-    closeStdio(c);
-  });
+  };
+  c.once('exit', check);
+}
+
+/** How many killed child trees still have a live process (each is SIGKILLed at the end of its grace). */
+export function pendingTerminations(): number {
+  return terminations.size;
+}
+
+/**
+ * The process is exiting (no timer will fire again): waits up to `ms`, synchronously, for the killed trees
+ * to die of their SIGTERM, then sends SIGKILL to whatever is left of them.
+ */
+export function finishTerminationsSync(ms: number): void {
+  if (terminations.size === 0) return;
+  const deadline = Date.now() + ms;
+  const pids = (): number[] => [...terminations].flatMap((t) => t.tree).filter(isAlive);
+  while (pids().length > 0 && Date.now() < deadline) Atomics.wait(pause, 0, 0, 5);
+  for (const pid of pids()) signal(pid, 'SIGKILL');
+  for (const t of terminations) rt.timers.clearTimeout(t.timer);
+  terminations.clear();
 }
 
 /** Our ends of the child's pipes: an orphan that kept the other end must not keep them open here. */
@@ -122,12 +163,24 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** Whether `pid` is still running: a zombie (dead, its exit status not yet collected) is not. */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  return !(process.platform === 'linux' && zombie(pid));
+}
+
+function zombie(pid: number): boolean {
+  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true; // gone between the two looks
   }
 }
 

@@ -43,6 +43,7 @@ const kReqOwner = Symbol.for('evy.http.owner');
 const kReqThread = Symbol.for('evy.http.thread');
 const kOwner = Symbol.for('evy.net.owner');
 const kConns = Symbol.for('evy.net.conns');
+const kTracking = Symbol.for('evy.net.tracking');
 /** Set by GreenSocket on the socket it wraps: it owns its socket itself, through its evy waits. */
 const kGreenSocket = Symbol.for('evy.GreenSocket');
 
@@ -95,7 +96,7 @@ export function useSocket(s: AnySock, t: GreenThread): void {
 }
 
 /**
- * A client queued a request in JavaScript behind the one in flight on `s` (ownership-clients.ts): unless
+ * A client queued a request in JavaScript behind the one in flight on `s` (patching/clients.ts): unless
  * that is the queueing thread's own request, `s` serves several callers at once.
  */
 function queuedBehind(s: AnySock | null | undefined): void {
@@ -147,7 +148,10 @@ function destroyNow(s: AnySock, err: unknown): void {
 function abandon(s: AnySock, err: unknown): void {
   if (s[kAbandoned] !== undefined) return;
   s[kAbandoned] = err;
+  // Unref'd: a connect in progress keeps the process up by its own handle; one that never gets that far (a
+  // lookup that never answers) must not be kept alive by evy's looking at it.
   s[kQuiet] = rt.timers.setTimeout(decideAbandoned, ABANDON_QUIET_MS, s);
+  s[kQuiet].unref();
 }
 
 /** Some I/O on an abandoned socket: its setup is still going on, wait for quiet again. */
@@ -202,7 +206,11 @@ export function ownServer(srv: AnyServer, t: GreenThread): void {
   if (own(srv, destroyServer) === null) return;
   srv[kOwner] = t;
   srv[kConns] = new Set<Socket>();
-  srv.on('connection', trackConn);
+  // Once per server: a server listened on again and again (a fixture of every test) would pile up trackers.
+  if (srv[kTracking] !== true) {
+    srv[kTracking] = true;
+    srv.on('connection', trackConn);
+  }
 }
 
 function trackConn(this: AnyServer, sock: Socket): void {

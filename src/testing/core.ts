@@ -21,6 +21,8 @@ import { monkeyPatch } from '../patching/monkey-patch.js';
 import { isEvyFile } from '../self.js';
 import { patchOptionsFromEnv } from '../patching/monkey-patch.js';
 import { debug as debugLog } from '../patching/state.js';
+import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../patching/child-process.js';
+import { guardChild, releaseChild } from './reaper.js';
 
 const { relative, sep } = process.getBuiltinModule('path') as typeof import('node:path');
 const { fileURLToPath } = process.getBuiltinModule('url') as typeof import('node:url');
@@ -134,6 +136,10 @@ function record(scope: TestScope, res: any, destroy: Destroyer): void {
   const c: Created = { res, kind, destroy, where, scope };
   createdBy.set(res, c);
   if (!request) scope.created.push(c);
+  if (kind === 'child') {
+    watchSignals();
+    guardChild(res);
+  }
 }
 
 /** The owned-map of a test's threads: records creations, otherwise evy's ordinary owned map. */
@@ -319,6 +325,12 @@ export class TestScope {
     return unowned(() => gt.wait()).then(
       (v) => {
         done();
+        // A body killed while parked on a foreign promise may still return normally (the child it waited
+        // on exited of the kill): a test the runner gave up on never passes.
+        if (this.killed !== undefined) {
+          this.failed = true;
+          throw this.killed;
+        }
         return v;
       },
       (e) => {
@@ -589,7 +601,65 @@ export function newScope(name: string, file: string | null = null): TestScope {
   const finish = s.finish.bind(s);
   s.finish = (c?: boolean) => {
     liveScopes.delete(s);
-    return finish(c);
+    const leaks = finish(c);
+    for (const x of s.created) if (x.kind === 'child') releaseChild(x.res.pid);
+    if (![...liveScopes].some((o) => o.created.some((x) => x.kind === 'child' && isOpen(x)))) unwatchSignals();
+    return leaks;
   };
   return s;
+}
+
+// ---- the process ends while a test runs -------------------------------------------------------------
+// An interrupted run (Ctrl-C; node --test and vitest stop the process running a file with SIGTERM; a vitest
+// worker whose parent is gone calls process.exit) would end the process with a test still running. Its
+// sockets and servers die with the process, but its child processes would live on as orphans: so the
+// running tests are killed first (children: SIGTERM, then SIGKILL for what is left).
+//
+// The signal listeners are there only while a test has a live child: a JavaScript listener replaces the
+// default action, and a test stuck in a synchronous loop could then no longer be stopped with Ctrl-C.
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let watching = false;
+
+function watchSignals(): void {
+  if (watching) return;
+  watching = true;
+  for (const sig of SIGNALS) process.on(sig, onSignal);
+}
+
+function unwatchSignals(): void {
+  if (!watching) return;
+  watching = false;
+  for (const sig of SIGNALS) process.off(sig, onSignal);
+}
+
+function onSignal(sig: NodeJS.Signals): void {
+  unwatchSignals();
+  abortAll(new EvyError(`the test run was interrupted (${sig})`, 'ERR_EVY_RUN_INTERRUPTED'));
+  if (process.listenerCount(sig) > 0) return; // the runner handles it and decides when to exit
+  // Nobody else listens: die of the signal as the process would have, once the killed children are gone.
+  // A second signal meanwhile gets the default action.
+  whenChildrenGone(() => process.kill(process.pid, sig));
+}
+
+/**
+ * Calls `fn` once the child trees killed so far are gone (at most the SIGKILL grace). Ref'd, so that the
+ * process cannot end some other way in between.
+ */
+export function whenChildrenGone(fn: () => void): void {
+  const deadline = Date.now() + CHILD_KILL_GRACE_MS + 100;
+  const check = (): void => {
+    if (pendingTerminations() > 0 && Date.now() < deadline) rt.timers.setTimeout(check, 10);
+    else fn();
+  };
+  check();
+}
+
+if (rt.ext.testingExitHook === undefined) {
+  rt.ext.testingExitHook = true;
+  process.on('exit', () => {
+    // No timer fires any more: children get their SIGTERM now and, 250 ms later, SIGKILL.
+    abortAll(new EvyError('the process exited while the test ran', 'ERR_EVY_RUN_INTERRUPTED'));
+    finishTerminationsSync(250);
+  });
 }

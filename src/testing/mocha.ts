@@ -54,6 +54,8 @@ function mochaLib(root: string, name: string, exportName: string): any {
 }
 
 const kScope = Symbol('evy.mocha.scope');
+/** What a body mocha already finished resolves to: nothing awaits it any more (mocha dropped the runnable). */
+const NEVER = new Promise<never>(() => {});
 const kHeld = Symbol('evy.mocha.heldPass');
 
 function hookKind(r: any): 'each' | 'all' | null {
@@ -98,17 +100,25 @@ function install(): void {
       return callback ? new Promise((res, rej) => fn.call(ctx, (e: unknown) => (e ? rej(e) : res(undefined)))) : fn.call(ctx);
     };
     let wrapper: Fn;
+    let scope: TestScope | null = null;
+    /** mocha finished the runnable before its body did (a timeout, an uncaught error): see below. */
+    let gaveUp = false;
     if (kind === 'all') {
       wrapper = function (this: unknown) {
         return runFixture(body, this, []);
       };
     } else {
-      const scope = scopeOf(testOf(this));
+      scope = scopeOf(testOf(this));
       if (scope === null) return run.call(this, cb);
       this[kScope] = scope;
-      const label = kind === 'each' ? `${scope.name} (${String(this.title).split(':')[0]})` : scope.name;
+      const s = scope;
+      const label = kind === 'each' ? `${s.name} (${String(this.title).split(':')[0]})` : s.name;
       wrapper = function (this: unknown) {
-        return scope.run(body, this, [], label);
+        // Once mocha gave up on the body, settling would only make it report "done() called multiple times".
+        return s.run(body, this, [], label).then(
+          (v) => (gaveUp ? NEVER : v),
+          (e) => (gaveUp ? NEVER : Promise.reject(e)),
+        );
       };
     }
     // mocha reads fn and async only inside run(): swap them for the call, then put the user's back.
@@ -121,6 +131,17 @@ function install(): void {
       this.fn = fn;
       this.async = callback ? fn.length : 0;
       this.sync = !this.async;
+      // mocha ends a runnable early through `this.callback`: its timeout, and an uncaught error thrown while
+      // the body runs (Runner#uncaught). Either way the runner moves on: the body's threads are killed.
+      const done = this.callback;
+      if (scope !== null && typeof done === 'function') {
+        const s = scope;
+        this.callback = function callback(this: unknown, err?: unknown) {
+          gaveUp = true;
+          if (err !== undefined && err !== null) s.abort(err);
+          return done.call(this, err);
+        };
+      }
     }
   };
 

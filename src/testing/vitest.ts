@@ -8,7 +8,8 @@
 // vitest aborts `context.signal` with its timeout error, synchronously, before it rejects: the adapter
 // kills the test's threads right there and appends what the test was waiting on to that error's message.
 // The leak check runs in onAfterRunTask, after the afterEach hooks, and fails the test itself.
-import { abortAll, armExit, configure, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, type TestScope } from './core.js';
+import { EvyError } from '../errors.js';
+import { abortAll, armExit, configure, whenChildrenGone, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, type TestScope } from './core.js';
 
 export { configure, type TestingOptions, type LeakPolicy } from './core.js';
 
@@ -28,6 +29,16 @@ const kScope = Symbol('evy.vitest.scope');
 const kWrapped = Symbol('evy.vitest.wrapped');
 
 installPatches();
+
+// A forks worker whose vitest is gone (on Ctrl-C vitest exits without stopping its workers) would run its
+// test on, orphaned, with its server and children: kill the test, then end the worker as vitest 4 does
+// itself once it notices (3.2's worker spins on forever). Nobody can hear of the results any more. With
+// SIGTERM, what vitest stops a worker with: process.exit is vitest's own stub inside a run.
+if (typeof process.send === 'function') {
+  process.once('disconnect', () => {
+    if (abortAll(new EvyError('vitest is gone (the run was interrupted)', 'ERR_EVY_RUN_INTERRUPTED')) > 0) whenChildrenGone(() => process.kill(process.pid, 'SIGTERM'));
+  });
+}
 
 function scopeOf(test: any): TestScope {
   let s: TestScope | undefined = test[kScope];
@@ -152,7 +163,14 @@ export function createRunner(api: VitestApi): new (config: any) => any {
           if (err !== null) {
             result.state = 'fail';
             // vitest sends results to the main process as plain data: the error as it serializes errors.
-            (result.errors ??= []).push({ name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks });
+            const e = { name: err.name, message: err.message, stack: err.stack, code: err.code, leaks: err.leaks };
+            (result.errors ??= []).push(e);
+            // vitest 5 reports the errors of each attempt (its retries), recorded before this hook runs.
+            const last = Array.isArray(result.attempts) ? result.attempts[result.attempts.length - 1] : undefined;
+            if (last !== undefined) {
+              last.state = 'fail';
+              (last.errors ??= []).push(e);
+            }
           }
         } else {
           scope.finish(true); // failed or killed: close what is left, quietly
