@@ -431,12 +431,12 @@ export class TestScope {
     if (this.ended) return [];
     this.ended = true;
     const leaks: string[] = [];
-    const err = new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK');
+    let err: EvyError | undefined; // made only for a leak: most tests have none
     for (const c of this.created) {
       if (isLeak(c)) {
         this.firstLeakAt ??= c.where ?? null;
         leaks.push(withSite(c));
-        if (close_) close(c, err);
+        if (close_) close(c, (err ??= new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK')));
         else lingering.add(c);
       } else if (isOpen(c)) {
         lingering.add(c);
