@@ -87,12 +87,14 @@ export interface Created {
   res: any;
   kind: Kind;
   destroy: Destroyer;
-  /** Formatted only when reported. */
-  where: Error;
+  /** Formatted only when reported; none for a test's one-shot timers past the first ones (see record()). */
+  where: Error | undefined;
   scope: TestScope;
 }
 
 const kUsers = Symbol.for('evy.net.users');
+/** How many one-shot timers of a test get a creation site. */
+const SITED_TIMERS = 64;
 const seen = new WeakSet<object>();
 const createdBy = new WeakMap<object, Created>();
 /** Everything a test created that was still open at its end (for the exit explainer); pruned as it closes. */
@@ -118,24 +120,41 @@ function kindOf(r: any): Kind | null {
 
 /** Called the first time any thread of a test owns `res` (ownership starts at creation for all but sockets). */
 function record(scope: TestScope, res: any, destroy: Destroyer): void {
-  if (res === null || typeof res !== 'object' || seen.has(res)) return;
-  seen.add(res);
+  if (res === null || typeof res !== 'object') return;
   const kind = kindOf(res);
-  if (kind === null) return; // an AbortController of an fs/timers promise call
+  // An AbortController of an fs/timers promise call; an immediate (never a leak, never keeps the process up,
+  // and a loop of them would pay a stack each: 25 µs, 6× what the immediate costs).
+  if (kind === null || kind === 'immediate' || seen.has(res)) return;
+  seen.add(res);
   // An http request is owned from its creation by the thread that made it (its socket may never be: an
   // agent's sockets are made in no thread's context). Only its creation site is kept, for waitingOn(): the
   // request is no handle (its socket is), so it is neither a leak nor a reason the process stays up.
   const request = isClientRequest(res);
   // A socket first owned at a write existed before (a fixture's connection, an accepted one): not created here.
   if (kind === 'socket' && !request && !(res.connecting === true || res.pending === true)) return;
-  // Deep enough to get through http.Agent and driver frames to the test's own line.
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 40;
-  const where = new Error('created here');
-  Error.stackTraceLimit = limit;
+  // A stack costs ~5 µs under node:test, and a test may make one-shot timers by the thousand: only its first
+  // ones get a site (a timer it is stuck on is usually among them; intervals and the rest always do).
+  let where: Error | undefined;
+  if (kind !== 'timer' || Boolean(res._repeat) || scope.sitedTimers++ < SITED_TIMERS) {
+    // From the caller of the owned-map's set: evy's frames above it show nothing. Deep enough to get through
+    // http.Agent and driver frames to the test's own line; a timer is made a frame or two below its user.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    where = new Error('created here');
+    Error.stackTraceLimit = kind === 'timer' ? 8 : 40;
+    Error.captureStackTrace(where, RecordingMap.prototype.set);
+    Error.stackTraceLimit = limit;
+  }
   const c: Created = { res, kind, destroy, where, scope };
   createdBy.set(res, c);
-  if (!request) scope.created.push(c);
+  if (!request) {
+    // What has closed since is forgotten now and then: a long test's timers would pile up otherwise.
+    if (scope.created.length >= scope.pruneAt) {
+      scope.created = scope.created.filter(isOpen);
+      scope.pruneAt = Math.max(1024, 2 * scope.created.length);
+    }
+    scope.created.push(c);
+  }
   if (kind === 'child') {
     watchSignals();
     guardChild(res);
@@ -297,7 +316,11 @@ let running = 0;
 
 export class TestScope {
   readonly threads = new Set<GreenThread>();
-  readonly created: Created[] = [];
+  created: Created[] = [];
+  /** The length of `created` at which closed entries are dropped. */
+  pruneAt = 1024;
+  /** One-shot timers of this test that got a creation site. */
+  sitedTimers = 0;
   /** Set once the runner gave up on the test (timeout, abort): its threads are killed, later hooks too. */
   killed: unknown = undefined;
   ended = false;
@@ -381,7 +404,7 @@ export class TestScope {
           // An http request is owned itself, not its socket: shown once, with its socket's record if the test made one.
           const sock = isClientRequest(owned_) ? owned_.socket : null;
           const r = sock != null && createdBy.has(sock) ? sock : owned_;
-          const c = createdBy.get(r) ?? (kindOf(r) !== null ? ({ res: r, kind: kindOf(r)!, where: undefined as unknown as Error } as Created) : null);
+          const c = createdBy.get(r) ?? (kindOf(r) !== null ? ({ res: r, kind: kindOf(r)!, where: undefined } as Created) : null);
           if (c !== null && isOpen(c)) owned.push(c);
         }
       }
@@ -409,12 +432,12 @@ export class TestScope {
     if (this.ended) return [];
     this.ended = true;
     const leaks: string[] = [];
-    const err = new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK');
+    let err: EvyError | undefined; // made only for a leak: most tests have none
     for (const c of this.created) {
       if (isLeak(c)) {
-        this.firstLeakAt ??= c.where;
+        this.firstLeakAt ??= c.where ?? null;
         leaks.push(withSite(c));
-        if (close_) close(c, err);
+        if (close_) close(c, (err ??= new EvyError(`test "${this.name}" left it open`, 'ERR_EVY_TEST_LEAK')));
         else lingering.add(c);
       } else if (isOpen(c)) {
         lingering.add(c);
