@@ -5,10 +5,9 @@
 // pg_sleep(30)), one leaves a server listening, and the ten after them must pass.
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
+import { canConnect, plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
 import { REPO } from './helpers/snapshot.js';
 
 const pgPlan = plan(postgresAvailability(), 'test runner adapters against a real PostgreSQL');
@@ -88,17 +87,6 @@ function running(pid: number): boolean {
   }
 }
 
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 /**
  * Runs a runner whose test holds a server, a socket, a `sleep 60` child and a shell's `sleep 60` grandchild
  * (fixtures/test-runners/hold.mjs), aborts the run while it does (`signal`, sent to the runner's pid only: a
@@ -130,7 +118,7 @@ async function runAborted(dir: string, node: string, args: string[], signal: Nod
     }
     const exit = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
     // What the test held must be gone within 3 s of the abort (a worker may outlive its runner a little).
-    const left = async () => [...(['pid', 'child', 'shell', 'grandchild'] as const).filter((k) => running(held![k])), ...((await listening(held!.port)) ? ['port'] : [])];
+    const left = async () => [...(['pid', 'child', 'shell', 'grandchild'] as const).filter((k) => running(held![k])), ...((await canConnect(held!.port)) ? ['port'] : [])];
     let still = await left();
     while (still.length > 0 && performance.now() - abortedAt < 3000) {
       await new Promise((r) => setTimeout(r, 20));
