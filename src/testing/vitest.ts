@@ -9,7 +9,7 @@
 // kills the test's threads right there and appends what the test was waiting on to that error's message.
 // The leak check runs in onAfterRunTask, after the afterEach hooks, and fails the test itself.
 import { EvyError } from '../errors.js';
-import { abortAll, armExit, configure, whenChildrenGone, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, type TestScope } from './core.js';
+import { abortAll, armExit, whenChildrenGone, installPatches, leakVerdict, newScope, runFixture, timeoutSuffix, type TestScope } from './core.js';
 
 export { configure, type TestingOptions, type LeakPolicy } from './core.js';
 
