@@ -11,6 +11,9 @@ if (impl === 'raw-als') {
   als.run({}, () => {});
 }
 const evy = impl === 'evy' ? await import('../dist/index.js') : null;
+// raw-ctx: the raw code, each task entering its own AsyncLocalStorage context (as evy's threads must, to know
+// who they are after any await): the floor of that design, without evy's bookkeeping.
+const ctx = impl === 'raw-ctx' ? new (await import('node:async_hooks')).AsyncLocalStorage() : null;
 
 const now = () => process.hrtime.bigint();
 const ns = (t0) => Number(now() - t0);
@@ -30,7 +33,19 @@ const cases = {
         await null;
         return work(i);
       };
-      for (let i = 0; i < N; i++) ts[i] = rawSpawn(i);
+      if (ctx === null) for (let i = 0; i < N; i++) ts[i] = rawSpawn(i);
+      else {
+        // one microtask enters each task's context in turn, as evy's scheduler does
+        await new Promise((resolve) =>
+          queueMicrotask(() => {
+            for (let i = 0; i < N; i++) {
+              ctx.enterWith(i);
+              ts[i] = rawSpawn(i);
+            }
+            resolve();
+          }),
+        );
+      }
       for (let i = 0; i < N; i++) await ts[i];
     }
     return ns(t0) / N;
@@ -108,6 +123,50 @@ const cases = {
       const limit = pLimit(C);
       const results = await Promise.all(items.map((x) => limit(fn, x)));
       for (const v of results) sum += v;
+    } else if (impl === 'raw-stream') {
+      // The same shape as imap by hand: C workers, results handed out in input order through an async
+      // iterator consumed with for await, at most 2 x C buffered ahead of the consumer.
+      const W = 2 * C;
+      const vals = new Array(W);
+      const has = new Uint8Array(W);
+      let nextIdx = 0;
+      let consumed = 0;
+      let wake = null;
+      let space = [];
+      const worker = async () => {
+        while (nextIdx < N) {
+          while (nextIdx - consumed >= W) await new Promise((r) => space.push(r));
+          const i = nextIdx++;
+          const v = await fn(items[i]);
+          vals[i % W] = v;
+          has[i % W] = 1;
+          if (i === consumed && wake !== null) {
+            const w = wake;
+            wake = null;
+            w();
+          }
+        }
+      };
+      for (let k = 0; k < C; k++) void worker();
+      const it = {
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+        async next() {
+          if (consumed >= N) return { value: undefined, done: true };
+          const s = consumed % W;
+          while (!has[s]) await new Promise((r) => (wake = r));
+          has[s] = 0;
+          consumed++;
+          if (space.length > 0 && nextIdx - consumed <= W >> 1) {
+            const ws = space;
+            space = [];
+            for (const r of ws) r();
+          }
+          return { value: vals[s], done: false };
+        },
+      };
+      for await (const v of it) sum += v;
     } else {
       // A hand-rolled limiter: C workers pulling indexes, results stored in input order.
       const results = new Array(N);
@@ -173,7 +232,21 @@ const cases = {
         await gate;
         done++;
       };
-      for (let i = 0; i < N; i++) body();
+      if (ctx === null) for (let i = 0; i < N; i++) body();
+      else {
+        // each in its own context, parked on its own promise (one a kill could reject alone)
+        const own = async () => {
+          await null;
+          await new Promise((r) => gate.then(r));
+          done++;
+        };
+        queueMicrotask(() => {
+          for (let i = 0; i < N; i++) {
+            ctx.enterWith(i);
+            own();
+          }
+        });
+      }
       await new Promise((r) => setImmediate(r));
     }
     global.gc();

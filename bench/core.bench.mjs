@@ -38,11 +38,11 @@ function run(name, impls) {
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 // [case, label, baselines, target ratio on Node 24 against the first baseline]
 const table = [
-  ['spawn', 'spawn + wait, 100k threads', [['raw', 'async fn + await null'], ['raw-als', 'same, ALS on (Node 20 tax)']], 1.2],
+  ['spawn', 'spawn + wait, 100k threads', [['raw', 'async fn + await null'], ['raw-als', 'same, ALS on (Node 20 tax)'], ['raw-ctx', 'same, each in its own ALS context']], 1.2],
   ['pingpong', 'Queue ping-pong round trip (put and get awaited)', [['raw', 'array + resolver channel'], ['raw-als', 'same, ALS on']], 1.2],
-  ['imap', 'GreenPool(1000).imap, 100k items', [['raw', 'hand-rolled limiter'], ['plimit', 'p-limit(1000)'], ['raw-als', 'hand-rolled, ALS on']], 1.2],
+  ['imap', 'GreenPool(1000).imap, 100k items', [['raw', 'hand-rolled limiter'], ['plimit', 'p-limit(1000)'], ['raw-als', 'hand-rolled, ALS on'], ['raw-stream', 'hand-rolled, results in order through for await (imap\'s shape)']], 1.2],
   ['sleep0', 'sleep(0) among 100 threads', [['raw', 'setImmediate yield'], ['raw-als', 'same, ALS on']], 1.2],
-  ['heap', 'heap per thread parked in Event.wait, 200k alive', [['raw', 'parked async fn'], ['raw-als', 'same, ALS on']], null],
+  ['heap', 'heap per thread parked in Event.wait, 200k alive', [['raw', 'parked async fn'], ['raw-als', 'same, ALS on'], ['raw-ctx', 'same, each in its own ALS context on its own promise']], null],
 ];
 
 console.log(`Node ${process.version}, ${PROCS} processes x ${ROUNDS} rounds each, evy and baselines interleaved (heap: 1 round per process); min / median`);

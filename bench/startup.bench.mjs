@@ -25,11 +25,22 @@ writeFileSync(
 );
 
 writeFileSync(join(dir, 'empty.mjs'), '');
+// What the full patch makes Node load that this app does not (the app's node:http already loads net).
+writeFileSync(join(dir, 'builtins.mjs'), "for (const m of ['net', 'fs/promises', 'child_process', 'timers/promises', 'module']) process.getBuiltinModule(m);\n");
+// Node's on-disk compile cache (22.1+), the user's choice: evy never turns it on for an app.
+const cacheDir = join(dir, 'compile-cache');
+const hasCompileCache = typeof process.getBuiltinModule('module').enableCompileCache === 'function';
 const configs = [
   ['node app.mjs', [], {}],
   ['node --import ./empty.mjs app.mjs (floor of any --import)', ['--import', join(dir, 'empty.mjs')], {}],
   ['node --import evy/register app.mjs', ['--import', join(ROOT, 'register.mjs')], {}],
   ['same, EVY_PATCH=none', ['--import', join(ROOT, 'register.mjs')], { EVY_PATCH: 'none' }],
+  ...(hasCompileCache
+    ? [
+        ['node app.mjs, NODE_COMPILE_CACHE', [], { NODE_COMPILE_CACHE: cacheDir }],
+        ['node --import evy/register app.mjs, NODE_COMPILE_CACHE', ['--import', join(ROOT, 'register.mjs')], { NODE_COMPILE_CACHE: cacheDir }],
+      ]
+    : []),
 ];
 const times = configs.map(() => []);
 const cpu = configs.map(() => []);
@@ -63,6 +74,7 @@ const inner = [
   ['--import ./empty.mjs', join(dir, 'empty.mjs'), {}],
   ['--import evy/register', join(ROOT, 'register.mjs'), {}],
   ['--import evy/register, EVY_PATCH=none', join(ROOT, 'register.mjs'), { EVY_PATCH: 'none' }],
+  ['--import ./builtins.mjs (only the builtins the full patch loads)', join(dir, 'builtins.mjs'), {}],
 ];
 const innerTimes = inner.map(() => []);
 for (let r = 0; r < RUNS; r++) {

@@ -390,11 +390,16 @@ function schedule(t: GreenThread): void {
 function drain(): void {
   const als = ensureAls();
   const ready = rt.ready;
-  // Threads spawned while draining join this batch (the loop re-reads the length).
+  // Threads spawned while draining join this batch (the loop re-reads the length). enterWith, not run: on
+  // Node 24+ run() builds a second context frame per thread only to restore the previous one (~150 ns), and
+  // the context this microtask leaves behind ends with it (test/core.test.ts checks that nothing sees it).
   for (let i = 0; i < ready.length; i++) {
     const t = ready[i]!;
     ready[i] = undefined;
-    if ((t._flags & STARTED) === 0 && t._killError === undefined) als.run(t, start, t);
+    if ((t._flags & STARTED) === 0 && t._killError === undefined) {
+      als.enterWith(t);
+      start(t);
+    }
   }
   ready.length = 0;
   rt.drainScheduled = false;

@@ -5,6 +5,7 @@ import { current, rt } from './runtime.js';
 import type { GreenThread } from './greenthread.js';
 
 const noop = (): void => {};
+const NONE: readonly Waiter[] = Object.freeze([]);
 
 export class Waiter<T = any> {
   thread: GreenThread;
@@ -100,8 +101,10 @@ export class WaitList {
 
   /** Removes and returns the oldest waiter still waiting. */
   shift(): Waiter | undefined {
+    if (this.size === 0) return undefined;
     const items = this.items;
-    while (this.head < items.length) {
+    // size > 0: a live waiter is ahead (removed ones are skipped)
+    for (;;) {
       const w = items[this.head];
       items[this.head++] = undefined;
       if (w !== undefined && w.list === this) {
@@ -111,23 +114,20 @@ export class WaitList {
         return w;
       }
     }
-    this.items = [];
-    this.head = 0;
-    return undefined;
   }
 
   remove(w: Waiter): void {
     if (w.list !== this) return;
     w.list = null;
-    this.size--;
-    if (this.size === 0) {
+    if (--this.size === 0) {
       this.items = [];
       this.head = 0;
     }
   }
 
-  /** Takes every waiter out, oldest first. */
-  drain(): Waiter[] {
+  /** Takes every waiter out, oldest first (no allocation when there is none: the common case). */
+  drain(): readonly Waiter[] {
+    if (this.size === 0) return NONE;
     const out: Waiter[] = [];
     for (let w = this.shift(); w !== undefined; w = this.shift()) out.push(w);
     return out;

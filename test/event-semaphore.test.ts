@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedSemaphore, CappedSemaphore, Event, GreenletExit, Semaphore, sleep, spawn, spawnN, Timeout } from '../src/index.js';
+import { BoundedSemaphore, CappedSemaphore, Event, GreenletExit, Semaphore, sleep, spawn, Timeout } from '../src/index.js';
 
 describe('Event', () => {
   it('wakes every waiter with the sent value; later waits return at once', async () => {

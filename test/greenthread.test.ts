@@ -66,6 +66,44 @@ describe('spawn', () => {
     expect(getcurrent()).toBe(main);
   });
 
+  it('threads started in one batch each see themselves; the spawner\'s other async context is inherited; nothing after sees them', async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const app = new AsyncLocalStorage<string>();
+    const main = getcurrent();
+    const seen: [string, unknown, unknown][] = [];
+    const note = (tag: string) => seen.push([tag, getcurrent(), app.getStore()]);
+    const [a, b, c] = app.run('request-1', () => [
+      spawn(async () => {
+        note('a');
+        await null;
+        note('a after await');
+      }),
+      spawn(() => {
+        note('b');
+        throw new Error('b fails synchronously');
+      }),
+      spawn(() => note('c')),
+    ]);
+    queueMicrotask(() => note('main microtask'));
+    await Promise.resolve();
+    note('main after');
+    await a.wait();
+    await expect(b.wait()).rejects.toThrow('b fails synchronously');
+    await c.wait();
+    note('main at the end');
+    const who = (t: unknown) => (t === main ? 'main' : t === a ? 'a' : t === b ? 'b' : t === c ? 'c' : t);
+    expect(Object.fromEntries(seen.map(([tag, t, s]) => [tag, [who(t), s]]))).toEqual({
+      a: ['a', 'request-1'],
+      b: ['b', 'request-1'],
+      c: ['c', 'request-1'],
+      'main microtask': ['main', undefined],
+      'a after await': ['a', 'request-1'],
+      'main after': ['main', undefined],
+      'main at the end': ['main', undefined],
+    });
+    expect(seen.slice(0, 4).map((x) => x[0])).toEqual(['a', 'b', 'c', 'main microtask']);
+  });
+
   it('callbacks a finished thread registered run as the main thread', async () => {
     const main = getcurrent();
     let seen: GreenThread | undefined;

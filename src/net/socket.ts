@@ -771,7 +771,7 @@ export class GreenSocket {
    * stays open and keeps every byte.
    */
   _ownFor(t: GreenThread): GreenThread | null {
-    if (t === this._creator && !this._sharedUse) return own(this, destroyOwned);
+    if (t === this._creator && !this._sharedUse) return own(this, destroyOwned, t);
     if (t !== rt.main) this._sharedUse = true;
     return null;
   }
