@@ -14,6 +14,8 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     register: 'src/patching/register.ts',
+    // what `--import evy/register` loads (package.json exports): the register call itself, no stub between
+    'register-esm': 'src/patching/register-esm.ts',
     ...green,
     'tpool-worker': 'src/tpool-worker.ts',
     // Worker programs: loaded by path, in a worker thread.

@@ -2,7 +2,7 @@
 // the same run, interleaved (so machine noise hits both alike). Target: register adds <= 3 ms.
 // Also shown: EVY_PATCH=none (the cost of loading evy's register entry alone).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,8 @@ import { summary } from './summary.mjs';
 // EVY_ROOT: measure another checkout or a snapshot of the build (default: this one).
 const ROOT = process.env.EVY_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 21);
+// What `--import evy/register` resolves to through the package's exports map (the app here sits outside the package).
+const REGISTER = join(ROOT, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).exports['./register'].import.default);
 const dir = mkdtempSync(join(tmpdir(), 'evy-startup-'));
 
 // 50 small modules, each importing a builtin, and an entry that imports them all (and node:http, as a
@@ -33,12 +35,12 @@ const hasCompileCache = typeof process.getBuiltinModule('module').enableCompileC
 const configs = [
   ['node app.mjs', [], {}],
   ['node --import ./empty.mjs app.mjs (floor of any --import)', ['--import', join(dir, 'empty.mjs')], {}],
-  ['node --import evy/register app.mjs', ['--import', join(ROOT, 'register.mjs')], {}],
-  ['same, EVY_PATCH=none', ['--import', join(ROOT, 'register.mjs')], { EVY_PATCH: 'none' }],
+  ['node --import evy/register app.mjs', ['--import', REGISTER], {}],
+  ['same, EVY_PATCH=none', ['--import', REGISTER], { EVY_PATCH: 'none' }],
   ...(hasCompileCache
     ? [
         ['node app.mjs, NODE_COMPILE_CACHE', [], { NODE_COMPILE_CACHE: cacheDir }],
-        ['node --import evy/register app.mjs, NODE_COMPILE_CACHE', ['--import', join(ROOT, 'register.mjs')], { NODE_COMPILE_CACHE: cacheDir }],
+        ['node --import evy/register app.mjs, NODE_COMPILE_CACHE', ['--import', REGISTER], { NODE_COMPILE_CACHE: cacheDir }],
       ]
     : []),
 ];
@@ -72,8 +74,8 @@ writeFileSync(join(dir, 't0.mjs'), 'globalThis.__evyT0 = performance.now();\n');
 writeFileSync(join(dir, 't1.mjs'), "process.stdout.write('EVYT ' + (performance.now() - globalThis.__evyT0) + '\\n');\n");
 const inner = [
   ['--import ./empty.mjs', join(dir, 'empty.mjs'), {}],
-  ['--import evy/register', join(ROOT, 'register.mjs'), {}],
-  ['--import evy/register, EVY_PATCH=none', join(ROOT, 'register.mjs'), { EVY_PATCH: 'none' }],
+  ['--import evy/register', REGISTER, {}],
+  ['--import evy/register, EVY_PATCH=none', REGISTER, { EVY_PATCH: 'none' }],
   ['--import ./builtins.mjs (only the builtins the full patch loads)', join(dir, 'builtins.mjs'), {}],
 ];
 const innerTimes = inner.map(() => []);
