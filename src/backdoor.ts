@@ -5,11 +5,10 @@ import type repl from 'node:repl';
 const { inspect } = process.getBuiltinModule('util') as typeof import('node:util');
 import { listen, serve } from './net/convenience.js';
 import { formatHub, formatThreads, trackThreads } from './debug/index.js';
-import { EvyError, invalidArgType } from './errors.js';
+import { EvyError, GreenletExit, invalidArgType } from './errors.js';
 import { getcurrent, spawn, type GreenThread } from './greenthread.js';
 import { unowned } from './ownership.js';
-import * as evyNamespace from './index.js';
-import type { Address, GreenSocket } from './net/socket.js';
+import { type Address, type GreenSocket, SocketError } from './net/socket.js';
 
 export interface BackdoorOptions {
   /** Allow a bind on an address other than loopback or a Unix socket. Anyone who can connect runs code in your process. */
@@ -112,7 +111,9 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
     Object.assign(
       r.context,
       {
-        evy: evyNamespace,
+        // The namespace, loaded here (it is this module's own importer, so already there): a static
+        // `import * as` would make the bundler add a helper chunk to every preload of evy/register.
+        evy: await import('./index.js'),
         threads: () => void output.write(`${dump()}\n`),
         hub: () => void output.write(`${formatHub()}\n`),
       },
@@ -153,7 +154,7 @@ async function session(client: GreenSocket, peer: Address, prompt: string, local
     }
   } catch (e) {
     // A session must never take the backdoor (or the process) down: report and end it.
-    if (!(e instanceof evyNamespace.GreenletExit) && !(e instanceof evyNamespace.SocketError)) process.stderr.write(`evy.backdoor: session ${me.name} ended: ${inspect(e)}\n`);
+    if (!(e instanceof GreenletExit) && !(e instanceof SocketError)) process.stderr.write(`evy.backdoor: session ${me.name} ended: ${inspect(e)}\n`);
   } finally {
     gone = true;
     sessions.delete(me);

@@ -1,7 +1,7 @@
 // The worker side of evy.tpool (loaded by piscina in each worker thread). Free of evy's runtime (a worker is
-// a plain thread, with no green threads of its own): errors.ts, which imports nothing, is all it takes.
+// a plain thread, with no green threads of its own), and of errors.ts too: were this entry to import it,
+// the bundler would keep errors.ts in a chunk of its own, one more file in every preload of evy/register.
 import { pathToFileURL } from 'node:url';
-import { withCode } from './errors.js';
 
 export interface TpoolTask {
   /** Source of a self-contained function (`fn.toString()`), or */
@@ -76,7 +76,7 @@ async function call(task: TpoolTask): Promise<unknown> {
     fn = mod[name];
     if (typeof fn !== 'function' && name === 'default') fn = mod['module.exports'] ?? mod.default?.default;
     if (typeof fn !== 'function') {
-      throw withCode(new TypeError(`tpool: ${spec} has no function export named "${name}"`), 'ERR_EVY_TPOOL_EXPORT');
+      throw Object.assign(new TypeError(`tpool: ${spec} has no function export named "${name}"`), { code: 'ERR_EVY_TPOOL_EXPORT' });
     }
   }
   return await (fn as (...args: unknown[]) => unknown)(...task.args);
