@@ -79,7 +79,7 @@ if (kind === 'raw') {
 process.on('message', (m) => {
   if (m === 'cpu') {
     const cpu = process.cpuUsage();
-    process.send({ cpu: cpu.user + cpu.system });
+    process.send({ cpu: cpu.user + cpu.system, user: cpu.user, system: cpu.system });
   } else if (m === 'stats') {
     globalThis.gc?.();
     globalThis.gc?.();

@@ -71,10 +71,10 @@ function ask(server, what) {
 /** One run: round trips/s seen by the client, and the server's CPU microseconds per round trip. */
 async function runLoad(server, conns, size) {
   const [cmd, args] = pin(1, loadgen, ['rr', '127.0.0.1', String(server.port), String(conns), String(size), String(SECONDS)]);
-  const cpu0 = (await ask(server, 'cpu')).cpu;
+  const c0 = await ask(server, 'cpu');
   const out = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8' }));
-  const cpu1 = (await ask(server, 'cpu')).cpu;
-  return { rate: out.rate, cpu: (cpu1 - cpu0) / out.total };
+  const c1 = await ask(server, 'cpu');
+  return { rate: out.rate, cpu: (c1.cpu - c0.cpu) / out.total, user: (c1.user - c0.user) / out.total, sys: (c1.system - c0.system) / out.total };
 }
 
 const median = (xs) => {
@@ -141,15 +141,16 @@ if (process.env.EVY_BENCH_BASELINES !== '0') {
   for (let i = 0; i < REPEATS; i++) for (const s of i % 2 ? [...all].reverse() : all) res.get(s.kind).push(await runLoad(s, 100, 64));
   const rawRates = res.get('raw').map((x) => x.rate);
   console.log('\nThe blocking style without evy, at 100 x 64 B (an async loop per connection awaiting one promise per read):');
-  console.log('| server | rt/s median (min) | / raw, median of paired runs | server CPU µs per round trip, min (median) |');
-  console.log('|---|---|---|---|');
+  console.log('| server | rt/s median (min) | / raw, median of paired runs | server CPU µs per round trip, min (median) | of which user / system (median) |');
+  console.log('|---|---|---|---|---|');
   for (const s of all) {
     const r = res.get(s.kind);
     const rates = r.map((x) => x.rate);
     const cpu = r.map((x) => x.cpu);
     const name = { raw: 'raw net', async: 'async loop', 'async-als': 'async loop in ALS', evy: 'evy' }[s.kind];
     console.log(
-      `| ${name} | ${fmt(median(rates))} (${fmt(Math.min(...rates))}) | ${pct(median(rates.map((x, i) => x / rawRates[i])))} | ${Math.min(...cpu).toFixed(1)} (${median(cpu).toFixed(1)}) |`,
+      `| ${name} | ${fmt(median(rates))} (${fmt(Math.min(...rates))}) | ${pct(median(rates.map((x, i) => x / rawRates[i])))} | ${Math.min(...cpu).toFixed(1)} (${median(cpu).toFixed(1)}) | ` +
+        `${median(r.map((x) => x.user)).toFixed(2)} / ${median(r.map((x) => x.sys)).toFixed(2)} |`,
     );
   }
   for (const s of extra) s.child.disconnect();
