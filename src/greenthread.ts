@@ -392,7 +392,7 @@ function drain(): void {
   const ready = rt.ready;
   // Threads spawned while draining join this batch (the loop re-reads the length). enterWith, not run: on
   // Node 24+ run() builds a second context frame per thread only to restore the previous one (~150 ns), and
-  // the context this microtask leaves behind ends with it (test/core.test.ts checks that nothing sees it).
+  // the context this microtask leaves behind ends with it (test/greenthread.test.ts checks that nothing sees it).
   for (let i = 0; i < ready.length; i++) {
     const t = ready[i]!;
     ready[i] = undefined;

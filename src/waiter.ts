@@ -101,10 +101,9 @@ export class WaitList {
 
   /** Removes and returns the oldest waiter still waiting. */
   shift(): Waiter | undefined {
-    if (this.size === 0) return undefined;
+    if (this.size === 0) return undefined; // no allocation on the common empty case
     const items = this.items;
-    // size > 0: a live waiter is ahead (removed ones are skipped)
-    for (;;) {
+    while (this.head < items.length) {
       const w = items[this.head];
       items[this.head++] = undefined;
       if (w !== undefined && w.list === this) {
@@ -114,6 +113,10 @@ export class WaitList {
         return w;
       }
     }
+    this.items = [];
+    this.head = 0;
+    this.size = 0;
+    return undefined;
   }
 
   remove(w: Waiter): void {
