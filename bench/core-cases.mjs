@@ -12,7 +12,7 @@ if (impl === 'raw-als') {
 }
 const evy = impl === 'evy' ? await import('../dist/index.js') : null;
 // raw-ctx: the raw code, each task entering its own AsyncLocalStorage context (as evy's threads must, to know
-// who they are after any await): the floor of that design, without evy's bookkeeping.
+// who they are after any await), without evy's own objects.
 const ctx = impl === 'raw-ctx' ? new (await import('node:async_hooks')).AsyncLocalStorage() : null;
 
 const now = () => process.hrtime.bigint();
