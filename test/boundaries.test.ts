@@ -26,6 +26,8 @@ interface Entry {
   call: (s: any) => unknown;
   /** Run the call inside a green thread (the green layer takes another path there). */
   inThread?: boolean;
+  /** The argument the message must name, where a wrapper passes it on under another name. */
+  argument?: string;
   /** What the bad call must have left as it was. */
   intact?: (s: any) => unknown;
   teardown?: (s: any) => unknown;
@@ -257,6 +259,26 @@ const entries: Entry[] = [
     teardown: closePair,
   },
   {
+    name: 'GreenSocket.recvInto(buffer, -1)',
+    rule: 'rejects',
+    error: RANGE,
+    argument: 'nbytes',
+    setup: pairWithByte,
+    call: (p) => p.c.recvInto(Buffer.alloc(4), -1),
+    intact: byteStillThere,
+    teardown: closePair,
+  },
+  {
+    name: "GreenSocket.recvInto(buffer, '2')",
+    rule: 'rejects',
+    error: TYPE,
+    argument: 'nbytes',
+    setup: pairWithByte,
+    call: (p) => p.c.recvInto(Buffer.alloc(4), '2' as never),
+    intact: byteStillThere,
+    teardown: closePair,
+  },
+  {
     name: 'GreenSocket.recvInto(non-buffer)',
     rule: 'rejects',
     error: TYPE,
@@ -437,6 +459,7 @@ describe('argument errors: promise APIs reject, the others throw, and a bad call
     // One message shape: what was wrong, and what was received.
     expect((error as Error).message).toMatch(/^The (value of |port of )?"[^"]+"/);
     expect((error as Error).message).toMatch(/ Received /);
+    if (e.argument !== undefined) expect((error as Error).message).toMatch(new RegExp(`^The (value of )?"${e.argument}"`));
 
     await e.intact?.(s);
     expect(debug.threads().length).toBe(threads);

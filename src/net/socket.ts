@@ -9,6 +9,7 @@ import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from '../e
 import { type GreenThread } from '../greenthread.js';
 import { disown, own, owningThread } from '../ownership.js';
 import { current, rt } from '../runtime.js';
+import { countError } from '../validate.js';
 import { Waiter } from '../waiter.js';
 import { SocketFile } from './socketfile.js';
 
@@ -217,9 +218,8 @@ export class GreenSocket {
    * socket's timeout, the typed error of a failed connection, `EBADF` on a closed socket.
    */
   recv(n = 65536): Promise<Buffer> {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
-      return Promise.reject(typeof n !== 'number' ? invalidArgType('n', 'an integer', n) : outOfRange('n', 'an integer >= 0', n));
-    }
+    const bad = countError(n, 'n');
+    if (bad !== undefined) return Promise.reject(bad);
     const t = current();
     const e = t._takeInterrupt();
     if (e !== undefined) return Promise.reject(e);
@@ -241,6 +241,10 @@ export class GreenSocket {
   /** Reads into `buffer` (up to `nbytes`, default its length); resolves the number of bytes, 0 at EOF. */
   async recvInto(buffer: Uint8Array, nbytes?: number): Promise<number> {
     if (!(buffer instanceof Uint8Array)) throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+    if (nbytes !== undefined) {
+      const bad = countError(nbytes, 'nbytes');
+      if (bad !== undefined) throw bad;
+    }
     const n = nbytes === undefined || nbytes === 0 ? buffer.length : Math.min(nbytes, buffer.length);
     const data = await this.recv(n);
     buffer.set(data, 0);
