@@ -228,6 +228,18 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     }, 120_000);
   }
 
+  // --parallel runs each file in a worker process of mocha's pool: the adapter loads there through --require.
+  test(`mocha ${version('mocha')} --parallel --require evy/mocha (Node 24)`, async () => {
+    const dir = project('mocha', [`mocha@${version('mocha')}`, `pg@${version('pg')}`]);
+    // A second file, so that there are two workers, and one test that checks where it runs.
+    writeFileSync(
+      path.join(dir, 'where.parallel.mjs'),
+      "import assert from 'node:assert/strict';\nit('runs in a worker process of the pool', () => assert.match(process.argv[1] ?? '', /mocha[\\\\/]lib[\\\\/]nodejs[\\\\/]worker\\.c?js$/));\n",
+    );
+    const r = await run(dir, nodeBin(24), ['node_modules/mocha/bin/mocha.js', '--parallel', '--require', 'evy/mocha', 'test/*.test.mjs', 'where.parallel.mjs']);
+    expectScenario(r, [/11 passing/, /5 failing/]);
+  }, 120_000);
+
   for (const v of [version('vitest'), '3.2', '5']) {
     test(`vitest ${v} with runner: 'evy/vitest' (Node 24)`, async () => {
       const dir = project('vitest', [`vitest@${v}`, `pg@${version('pg')}`]);
@@ -236,6 +248,13 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
       expect(r.out).not.toMatch(/deprecated/);
     }, 180_000);
   }
+
+  // Each test file in a worker thread instead of a child process: the runtime, the patches and the kill are per thread.
+  test(`vitest ${version('vitest')} --pool=threads (Node 24)`, async () => {
+    const dir = project('vitest', [`vitest@${version('vitest')}`, `pg@${version('pg')}`]);
+    const r = await run(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run', '--pool=threads']);
+    expectScenario(r, [/Tests\s+5 failed \| 10 passed/]);
+  }, 180_000);
 
   // Ctrl-C (SIGINT to the runner) or --bail while a test holds a server, a socket and children: the test's
   // thread is killed, nothing it held outlives the run, and the runner exits at once. node:test has no bail.
