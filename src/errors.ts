@@ -111,6 +111,11 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
   return withCode(new TypeError(`The "${name}" argument ${reason}. Received ${describe(actual)}`), 'ERR_INVALID_ARG_VALUE');
 }
 
+/** `new` on a class only evy makes (Node's ERR_ILLEGAL_CONSTRUCTOR): such an object would never work (a thread that never runs). */
+export function illegalConstructor(name: string, use: string): TypeError {
+  return withCode(new TypeError(`Illegal constructor: ${name} objects are made by ${use}`), 'ERR_ILLEGAL_CONSTRUCTOR');
+}
+
 /** RangeError with Node's code for a port outside 0..65535 (what net.connect throws). */
 export function badPort(name: string, port: unknown): RangeError {
   return withCode(new RangeError(`The port of "${name}" must be an integer >= 0 and < 65536. Received ${describe(port)}`), 'ERR_SOCKET_BAD_PORT');

@@ -4,9 +4,11 @@
 // `window` results are buffered ahead of the consumer, so memory stays bounded whatever the input size.
 import type { GreenPool } from './greenpool.js';
 import type { GreenThread } from './greenthread.js';
+import { illegalConstructor } from './errors.js';
 import { current } from './runtime.js';
 import { Waiter, WaitList } from './waiter.js';
 
+const kMake = Symbol('evy.GreenMap');
 const EMPTY = 0;
 const OK = 1;
 const FAILED = 2;
@@ -35,16 +37,15 @@ export class GreenMap<R> implements AsyncIterableIterator<R> {
     }
   };
 
-  /**
-   * @internal `spread`: each source item is an array of arguments (starmap, or imap over several
-   * iterables); otherwise each item is the one argument (imap over one iterable: no array per item).
-   */
-  constructor(
+  /** Made by GreenPool.imap() and starmap(). */
+  private constructor(
+    token: symbol,
     private pool: GreenPool,
     private fn: (...args: unknown[]) => R | PromiseLike<R>,
     source: Iterable<unknown> | AsyncIterable<unknown>,
     private spread: boolean,
   ) {
+    if (token !== kMake) throw illegalConstructor('GreenMap', 'GreenPool.imap() and starmap()');
     this.window = 2 * Math.max(1, pool.size);
     this.state = new Uint8Array(this.window);
     this.values = new Array(this.window);
@@ -53,6 +54,14 @@ export class GreenMap<R> implements AsyncIterableIterator<R> {
     } else {
       this.syncSource = (source as Iterable<unknown>)[Symbol.iterator]();
     }
+  }
+
+  /**
+   * @internal `spread`: each source item is an array of arguments (starmap, or imap over several
+   * iterables); otherwise each item is the one argument (imap over one iterable: no array per item).
+   */
+  static _make<R>(pool: GreenPool, fn: (...args: unknown[]) => R | PromiseLike<R>, source: Iterable<unknown> | AsyncIterable<unknown>, spread: boolean): GreenMap<R> {
+    return new GreenMap<R>(kMake, pool, fn, source, spread);
   }
 
   [Symbol.asyncIterator](): this {

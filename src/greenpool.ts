@@ -87,14 +87,14 @@ export class GreenPool {
     checkFunction(fn);
     const its = iterables as (Iterable<unknown> | AsyncIterable<unknown>)[];
     const source = zip(its);
-    return new GreenMap(this, fn as any, source, source !== its[0]);
+    return GreenMap._make(this, fn as any, source, source !== its[0]);
   }
 
   /** Like imap, with each item of `iterable` an array of arguments. */
   starmap<A extends unknown[], R>(fn: (...args: A) => R | PromiseLike<R>, iterable: Iterable<A> | AsyncIterable<A>): GreenMap<Awaited<R>> {
     checkFunction(fn);
     checkIterable(iterable, 2);
-    return new GreenMap(this, fn as any, iterable, true);
+    return GreenMap._make(this, fn as any, iterable, true);
   }
 
   private start<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): Promise<GreenThread<Awaited<T>>> {

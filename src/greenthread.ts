@@ -1,5 +1,5 @@
 // GreenThread: an async function run under evy's scheduler, with eventlet's kill/link/wait semantics.
-import { EvyError, GreenletExit, invalidArgType } from './errors.js';
+import { EvyError, GreenletExit, illegalConstructor, invalidArgType } from './errors.js';
 import { current, ensureAls, reportError, rt } from './runtime.js';
 import { checkFunction, checkSeconds } from './validate.js';
 import { block, ready, readyReject, type Waiter, WaitList } from './waiter.js';
@@ -44,6 +44,8 @@ const FAILED = 16;
 /** The outcome is recorded (state FINISHED); a detached thread's body may still be running. */
 const SETTLED = 32;
 
+const kMake = Symbol('evy.GreenThread');
+
 export class GreenThread<T = unknown> {
   readonly id: number;
   /** @internal */ _fn: ((...args: any[]) => unknown) | null;
@@ -61,11 +63,17 @@ export class GreenThread<T = unknown> {
   /** @internal */ _liveNext: GreenThread<any> | null = null;
   private _x: Extra | null = null;
 
-  /** @internal Use spawn(), spawnN() or spawnAfter(). */
-  constructor(fn: ((...args: any[]) => unknown) | null, args: unknown[] | null) {
+  /** Threads are made by spawn(), spawnN() and spawnAfter(): one made with `new` would never run. */
+  private constructor(token: symbol, fn: ((...args: any[]) => unknown) | null, args: unknown[] | null) {
+    if (token !== kMake) throw illegalConstructor('GreenThread', 'spawn(), spawnN() and spawnAfter()');
     this.id = rt.nextId++;
     this._fn = fn;
     this._args = args;
+  }
+
+  /** @internal */
+  static _make<T>(fn: ((...args: any[]) => unknown) | null, args: unknown[] | null): GreenThread<T> {
+    return new GreenThread<T>(kMake, fn, args);
   }
 
   private get x(): Extra {
@@ -341,7 +349,7 @@ function detachIfAlive(t: GreenThread): void {
   t._settle(t._killError, true);
 }
 
-rt.main ??= new GreenThread(null, null);
+rt.main ??= GreenThread._make(null, null);
 
 /**
  * @internal The async context evy gives the handles it makes outside any thread (a socket connected from a
@@ -349,7 +357,7 @@ rt.main ??= new GreenThread(null, null);
  * can tell a library acting from a callback apart from the main thread's own code.
  */
 export const callbackContext: GreenThread = ((rt.ext.callbackContext as GreenThread | undefined) ??= (() => {
-  const t = new GreenThread(null, null);
+  const t = GreenThread._make(null, null);
   t.name = 'callbacks';
   t._flags |= FINISHED_BIT; // current() treats it as the main thread
   return t;
@@ -440,7 +448,7 @@ function finishErr(e: unknown): void {
 export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unknown[], report: boolean): GreenThread<Awaited<T>> {
   checkFunction(fn);
   ensureAls();
-  const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
+  const t = GreenThread._make<Awaited<T>>(fn as any, args.length === 0 ? null : args);
   if (report) t._flags |= SPAWN_N;
   linkLive(t);
   // Opt-in debug hook (evy.debug thread tracking): one slot read per spawn when off.
@@ -452,7 +460,7 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
 
 /** @internal A thread that already finished with this outcome (a pool's inline run). */
 export function finishedThread<T>(value: unknown, failed: boolean): GreenThread<T> {
-  const t = new GreenThread<T>(null, null);
+  const t = GreenThread._make<T>(null, null);
   t._flags |= FINISHED_BIT;
   t._settle(value, failed);
   return t;
@@ -473,7 +481,7 @@ export function spawnAfter<A extends unknown[], T>(seconds: number, fn: (...args
   const ms = checkSeconds(seconds);
   checkFunction(fn);
   ensureAls();
-  const t = new GreenThread<Awaited<T>>(fn as any, args.length === 0 ? null : args);
+  const t = GreenThread._make<Awaited<T>>(fn as any, args.length === 0 ? null : args);
   t._timer = rt.timers.setTimeout(scheduleLater, ms, t);
   linkLive(t);
   const hook = rt.ext.onSpawn as SpawnHook | undefined;

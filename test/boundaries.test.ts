@@ -486,3 +486,41 @@ describe('argument errors: promise APIs reject, the others throw, and a bad call
     expect(missing).toEqual([]);
   });
 });
+
+// GreenThread, GreenMap and SocketFile are exported for instanceof and their types; only evy makes them. Before,
+// `new GreenThread(fn)` made a thread that never ran (its wait() pended forever) and the other two failed
+// later with an unrelated TypeError.
+describe('classes only evy makes: `new` throws ERR_ILLEGAL_CONSTRUCTOR', () => {
+  const made: [string, () => unknown, RegExp][] = [
+    // @ts-expect-error the constructor is private in the types too
+    ['GreenThread', () => new evy.GreenThread(fn, null), /GreenThread objects are made by spawn\(\), spawnN\(\) and spawnAfter\(\)/],
+    // @ts-expect-error
+    ['GreenMap', () => new evy.GreenMap(new GreenPool(2), fn, [1, 2], false), /GreenMap objects are made by GreenPool\.imap\(\) and starmap\(\)/],
+    // @ts-expect-error
+    ['SocketFile', () => new evy.SocketFile({}, 'r'), /SocketFile objects are made by GreenSocket\.makefile\(\)/],
+  ];
+  it.each(made)('new %s()', (_, make, message) => {
+    const threads = debug.threads().length;
+    let thrown: unknown = NONE;
+    try {
+      make();
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(TypeError);
+    expect((thrown as { code?: string }).code).toBe('ERR_ILLEGAL_CONSTRUCTOR');
+    expect((thrown as Error).message).toMatch(message);
+    expect(debug.threads().length).toBe(threads);
+  });
+
+  it('what they are made by still works, and instanceof holds', async () => {
+    const t = evy.spawn(() => 7);
+    expect(t).toBeInstanceOf(evy.GreenThread);
+    expect(await t.wait()).toBe(7);
+    const m = new GreenPool(2).imap((x: number) => x * 2, [1, 2, 3]);
+    expect(m).toBeInstanceOf(evy.GreenMap);
+    const out: number[] = [];
+    for await (const v of m) out.push(v);
+    expect(out).toEqual([2, 4, 6]);
+  });
+});

@@ -724,7 +724,7 @@ export class GreenSocket {
     if (typeof mode !== 'string' || !/^[rwb+]+$/.test(mode)) throw outOfRange('mode', "a combination of 'r', 'w', 'b', '+'", mode);
     if (this._closed) throw ebadf('makefile');
     this._fileRefs++;
-    return new SocketFile(this, mode);
+    return SocketFile._make(this, mode);
   }
 
   /** @internal A makefile() file closed. */

@@ -2,10 +2,11 @@
 // EOF, buffered write + flush). It reads from the socket's own buffer, so no byte is lost between recv()
 // and file reads; text mode decodes UTF-8 without splitting a character across calls.
 const { StringDecoder } = process.getBuiltinModule('string_decoder') as typeof import('node:string_decoder');
-import { EvyError, invalidArgType } from '../errors.js';
+import { EvyError, illegalConstructor, invalidArgType } from '../errors.js';
 import type { GreenSocket } from './socket.js';
 
 const WRITE_BUFFER = 8192;
+const kMake = Symbol('evy.SocketFile');
 
 function fileClosed(): EvyError {
   return new EvyError('I/O operation on closed file', 'ERR_EVY_FILE_CLOSED');
@@ -20,12 +21,18 @@ export class SocketFile {
   private wlen = 0;
   private _closed = false;
 
-  /** @internal Use GreenSocket.makefile(). */
-  constructor(sock: GreenSocket, mode: string) {
+  /** Made by GreenSocket.makefile(). */
+  private constructor(token: symbol, sock: GreenSocket, mode: string) {
+    if (token !== kMake) throw illegalConstructor('SocketFile', 'GreenSocket.makefile()');
     this.sock = sock;
     this.mode = mode;
     this.binary = mode.includes('b');
     this.decoder = this.binary ? null : new StringDecoder('utf8');
+  }
+
+  /** @internal */
+  static _make(sock: GreenSocket, mode: string): SocketFile {
+    return new SocketFile(kMake, sock, mode);
   }
 
   get closed(): boolean {
