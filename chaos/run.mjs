@@ -214,7 +214,7 @@ const abandonedTokens = new Set(); // clients whose acceptor was killed or timed
 const acceptLock = new Semaphore(1);
 
 Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the echo server', [TLS_PORT]: 'the TLS echo server', [ACCEPT_PORT]: 'the GreenSocket listener' });
-const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE };
+const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE, password: process.env.PGPASSWORD };
 const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
 let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
 const oldAgents = [];

@@ -3,12 +3,13 @@
 // needs no TypeScript loader). Runs in the unpatched parent process: the servers are not the harness's
 // children, so they never count as its leaks or orphans.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const PG_PASSWORD = 'evy-chaos';
 
 function which(bin) {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -83,7 +84,11 @@ export async function startPostgres() {
   chmodSync(dir, 0o700);
   const data = path.join(dir, 'data');
   const log = path.join(dir, 'server.log');
-  const init = pgRun(path.join(bin, 'initdb'), ['-D', data, '-U', 'evy', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
+  // Password authentication (SCRAM), as in production: the client's handshake then writes in reply.
+  const pwFile = path.join(dir, 'pw');
+  writeFileSync(pwFile, `${PG_PASSWORD}\n`);
+  if (isRoot) chownSync(pwFile, statSync(dir).uid, statSync(dir).gid);
+  const init = pgRun(path.join(bin, 'initdb'), ['-D', data, '-U', 'evy', '--pwfile', pwFile, '-A', 'scram-sha-256', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
   if (!init.ok) throw new Error(`initdb failed:\n${init.out}`);
   const pgCtl = path.join(bin, 'pg_ctl');
   let port = 0;
@@ -97,7 +102,7 @@ export async function startPostgres() {
   }
   await waitPort('postgres', port, 30_000);
   return {
-    env: { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: 'evy', PGDATABASE: 'postgres' },
+    env: { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: 'evy', PGDATABASE: 'postgres', PGPASSWORD: PG_PASSWORD },
     stop() {
       pgRun(pgCtl, ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '30'], 40_000);
       rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,9 @@
 // Issue 11 ("a kill you can trust"): each case that broke, in a real process under the hook. Every fixture
 // failed on the code before the fix (see the comment at its top); the chaos test covers them at random.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { disposeFixtures, plan, postgresAvailability, requireServer, runFixture, startPostgres, type PgServer } from './helpers/servers.js';
+import {
+  disposeFixtures, mariadbAvailability, plan, postgresAvailability, requireServer, runFixture, startMariadb, startPostgres, type MariadbServer, type PgServer,
+} from './helpers/servers.js';
 
 afterAll(() => disposeFixtures());
 
@@ -61,6 +63,45 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     const r = await runFixture('kill-queue-pg.mjs', server.env, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     expect(r.report).toMatchObject({ bResult: 1, cResult: 42, alive: true, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+});
+
+const myAvail = mariadbAvailability();
+const myPlan = plan(myAvail, 'a shared mysql2 connection (real MariaDB)');
+
+describe.skipIf(myPlan.skip)(myPlan.title, () => {
+  let server: MariadbServer;
+  beforeAll(async () => {
+    requireServer(myAvail);
+    server = await startMariadb();
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+  }, 60_000);
+
+  it.each([
+    ['patched at startup', {}],
+    ['patched after mysql2 loaded', { EVY_PATCH: 'none', LATE_PATCH: '1' }],
+  ])('killing the thread whose query is in flight spares a query queued in mysql2 behind it (%s)', async (_, env) => {
+    const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'writer', ...env }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', cResult: 42, alive: true, after: 7, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
+  it('killing the idle thread that created the connection spares the queries mysql2 writes for others from its callbacks', async () => {
+    const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'creator' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ bResult: 1, cResult: 42, alive: true, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
+  it('a Timeout in the middle of a query on the thread\'s own connection destroys it at once, nothing left open', async () => {
+    const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'own' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ outcome: 'Timeout', destroyedAtOnce: true, leftOpen: [] });
+    expect(r.report.seconds).toBeLessThan(1.5);
     expect(r.code).toBe(0);
   });
 });

@@ -46,6 +46,8 @@ const kConns = Symbol.for('evy.net.conns');
 const kTracking = Symbol.for('evy.net.tracking');
 /** Set by GreenSocket on the socket it wraps: it owns its socket itself, through its evy waits. */
 const kGreenSocket = Symbol.for('evy.GreenSocket');
+/** The socket of a client whose JavaScript queue evy watches (patching/clients.ts). */
+const kClientQueue = Symbol.for('evy.net.clientQueue');
 
 type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
@@ -101,9 +103,20 @@ export function useSocket(s: AnySock, t: GreenThread): void {
  */
 function queuedBehind(s: AnySock | null | undefined): void {
   if (s == null || typeof s !== 'object' || s[kShared] === true || s[kNever] === true) return;
+  const t = owningThread();
+  if (s[kSetup] === true && s[kConnector] === t) return; // behind its own connect
   const users: GreenThread[] | undefined = s[kUsers];
-  if (users !== undefined && users.length === 1 && users[0] === owningThread()) return;
+  if (users !== undefined && users.length === 1 && users[0] === t) return;
   markShared(s);
+}
+
+/**
+ * `s` belongs to a client whose queue evy watches (patching/clients.ts): any command another thread queues
+ * on it is reported, so what the client writes in reply during setup is its own handshake (a password
+ * exchange, MySQL's answer to the server's greeting), not a command of someone else.
+ */
+function watchedQueue(s: AnySock | null | undefined): void {
+  if (s != null && typeof s === 'object') s[kClientQueue] = true;
 }
 
 function markShared(s: AnySock): void {
@@ -113,8 +126,10 @@ function markShared(s: AnySock): void {
 
 /** A write from the socket's own callbacks (no thread's code): whose it is depends on when it happens. */
 function fromCallback(s: AnySock): void {
-  if (s[kInReply] === true) markShared(s); // a reply to one request, and at once a write for another: a queue
-  else if (s[kSetup] === true) useSocket(s, s[kConnector]); // the handshake and what was queued behind the connect
+  const setup = s[kSetup] === true;
+  // A reply to one request, and at once a write for another: a queue (unless it is a watched client's handshake).
+  if (s[kInReply] === true && !(setup && s[kClientQueue] === true)) markShared(s);
+  else if (setup) useSocket(s, s[kConnector]); // the handshake and what was queued behind the connect
   else if ((s[kUsers]?.length ?? 0) > 0) markShared(s); // pipelined behind a thread's request
 }
 
@@ -370,7 +385,7 @@ export function installNetHooks(): void {
 
   lazyPending = true;
   installLazyHooks(put);
-  installClientHooks(put, queuedBehind as (s: unknown) => void);
+  installClientHooks(put, { queued: queuedBehind as (s: unknown) => void, watched: watchedQueue as (s: unknown) => void });
 
   ps.netHooks = () => {
     lazyPending = httpDone = tlsDone = false;

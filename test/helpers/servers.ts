@@ -1,9 +1,9 @@
-// Real servers for the tests: Debian's PostgreSQL and redis-server, each started on a free port on 127.0.0.1
-// from a temporary data directory and stopped after. Where a binary is absent the test file is skipped with a
-// clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
+// Real servers for the tests: Debian's PostgreSQL, redis-server and MariaDB, each started on a free port on
+// 127.0.0.1 from a temporary data directory and stopped after. Where a binary is absent the test file is skipped
+// with a clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
 // without having run them.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -109,6 +109,7 @@ function pgBinDir(): string | null {
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const PG_PASSWORD = 'evy-test';
 
 export function postgresAvailability(): Availability {
   const bin = pgBinDir();
@@ -125,7 +126,7 @@ export interface PgServer {
   user: string;
   database: string;
   /** Connection settings for `new pg.Client(...)`. */
-  config: { host: string; port: number; user: string; database: string };
+  config: { host: string; port: number; user: string; database: string; password: string };
   /** The same as environment variables, for fixtures. */
   env: Record<string, string>;
   logFile: string;
@@ -162,7 +163,13 @@ export async function startPostgres(): Promise<PgServer> {
   const data = path.join(dir, 'data');
   const logFile = path.join(dir, 'server.log');
   const user = 'evy';
-  const init = runPg(path.join(bin, 'initdb'), ['-D', data, '-U', user, '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
+  // Password authentication (SCRAM, the default of PostgreSQL 14+), as in production: the client then
+  // writes in reply to the server during the handshake, which a kill must still see as the connecting
+  // thread's (with trust, nothing is written in reply, and that case went untested).
+  const pwFile = path.join(dir, 'pw');
+  writeFileSync(pwFile, `${PG_PASSWORD}\n`);
+  if (isRoot) chownSync(pwFile, statSync(dir).uid, statSync(dir).gid);
+  const init = runPg(path.join(bin, 'initdb'), ['-D', data, '-U', user, '--pwfile', pwFile, '-A', 'scram-sha-256', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
   if (!init.ok) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb failed:\n${init.out}`);
@@ -198,8 +205,8 @@ export async function startPostgres(): Promise<PgServer> {
     port,
     user,
     database,
-    config: { host, port, user, database },
-    env: { PGHOST: host, PGPORT: String(port), PGUSER: user, PGDATABASE: database },
+    config: { host, port, user, database, password: PG_PASSWORD },
+    env: { PGHOST: host, PGPORT: String(port), PGUSER: user, PGDATABASE: database, PGPASSWORD: PG_PASSWORD },
     logFile,
     async stop() {
       cleanups.delete(stopSync);
@@ -280,6 +287,141 @@ export async function startRedis(): Promise<RedisServer> {
   }
   rmSync(dir, { recursive: true, force: true });
   throw new Error(`redis-server failed to start:\n${lastErr}`);
+}
+
+// ---- MariaDB -----------------------------------------------------------------------------------------
+
+/** A MariaDB binary: on PATH, else in /usr/sbin (mariadbd lives there, and a CI PATH may lack sbin). */
+function mariadbBin(name: string): string | null {
+  return which(name) ?? ['/usr/sbin', '/usr/bin'].map((d) => path.join(d, name)).find((p) => existsSync(p)) ?? null;
+}
+
+export function mariadbAvailability(): Availability {
+  if (mariadbBin('mariadbd') === null || mariadbBin('mariadb-install-db') === null) {
+    return { ok: false, reason: 'MariaDB server binaries (mariadbd, mariadb-install-db) not found: apt-get install mariadb-server' };
+  }
+  return { ok: true, reason: '' };
+}
+
+export interface MariadbServer {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  /** Connection settings for `mysql.createConnection(...)` (mysql2): no password. */
+  config: { host: string; port: number; user: string; database: string };
+  /** The same as environment variables (MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_DATABASE), for fixtures. */
+  env: Record<string, string>;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+// Small buffers, a small redo log, no binlog, no performance schema: a throwaway server that starts in a
+// fraction of a second. The same InnoDB sizes at install time, else the first start resizes the redo log.
+const MARIADB_OPTS = ['--innodb-buffer-pool-size=16M', '--innodb-log-file-size=8M', '--skip-log-bin', '--performance-schema=0'];
+
+/** mariadb-install-db into a temp dir, mariadbd in the foreground on a free port (its Unix socket in the temp dir). */
+export async function startMariadb(): Promise<MariadbServer> {
+  const a = mariadbAvailability();
+  if (!a.ok) throw new Error(a.reason);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-mariadb-'));
+  const data = path.join(dir, 'data');
+  const logFile = path.join(dir, 'server.log');
+  // mariadbd refuses to run as root unless told to; the temp dir is ours, so no need for the mysql user.
+  const asUser = isRoot ? ['--user=root'] : [];
+  // --no-defaults everywhere: the machine's /etc/mysql config (datadir, socket, logging) must not leak in.
+  // Root without a password only matters for poking at the server by hand over the socket.
+  const install = spawnSync(
+    mariadbBin('mariadb-install-db')!,
+    ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  if (install.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`mariadb-install-db failed:\n${install.stdout ?? ''}${install.stderr ?? ''}${install.error ? String(install.error) : ''}`);
+  }
+  // The bootstrap runs without grant tables (CREATE USER fails there): the init file makes the database and
+  // a passwordless TCP user before the server reports ready.
+  const user = 'evy';
+  const database = 'evy';
+  const initFile = path.join(dir, 'init.sql');
+  writeFileSync(
+    initFile,
+    `CREATE DATABASE IF NOT EXISTS ${database};\nCREATE USER IF NOT EXISTS '${user}'@'%';\nGRANT ALL ON *.* TO '${user}'@'%' WITH GRANT OPTION;\n`,
+  );
+  const mariadbd = mariadbBin('mariadbd')!;
+  const readLog = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  let lastErr = '';
+  // The free port may be taken between our probe and the server's bind: try a few.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    // innodb-flush-log-at-trx-commit=0: no fsync per commit. skip-name-resolve: no DNS per connection (and
+    // the client's host is 127.0.0.1, which the '%' user matches).
+    const child = spawn(
+      mariadbd,
+      [
+        '--no-defaults',
+        `--datadir=${data}`,
+        `--socket=${path.join(dir, 'mysqld.sock')}`,
+        `--pid-file=${path.join(dir, 'mariadbd.pid')}`,
+        `--log-error=${logFile}`,
+        `--init-file=${initFile}`,
+        `--port=${port}`,
+        '--bind-address=127.0.0.1',
+        '--skip-networking=0',
+        '--skip-name-resolve',
+        '--innodb-flush-log-at-trx-commit=0',
+        ...MARIADB_OPTS,
+        ...asUser,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    let exited = false;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.once('exit', () => (exited = true));
+    const killSync = (): void => {
+      if (!exited) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    };
+    cleanups.add(killSync);
+    // The TCP port listens before the init file has run: "ready for connections" in the log comes after it.
+    const ready = (): boolean => readLog().includes('ready for connections');
+    await waitFor('mariadbd', 60_000, async () => exited || (ready() && (await canConnect(port)))).catch(() => undefined);
+    if (exited || !ready()) {
+      cleanups.delete(killSync);
+      if (!exited) child.kill('SIGKILL');
+      // The next attempt reuses the data dir: the old server must be gone first (InnoDB locks its files).
+      await gone;
+      lastErr = `${output}${readLog()}`;
+      continue;
+    }
+    const host = '127.0.0.1';
+    return {
+      host,
+      port,
+      user,
+      database,
+      config: { host, port, user, database },
+      env: { MYSQL_HOST: host, MYSQL_PORT: String(port), MYSQL_USER: user, MYSQL_DATABASE: database },
+      logFile,
+      async stop() {
+        cleanups.delete(killSync);
+        if (!exited) {
+          child.kill('SIGTERM');
+          // A clean shutdown takes well under a second; do not let a stuck one hang the suite.
+          const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+          await gone;
+          clearTimeout(timer);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`mariadbd failed to start:\n${lastErr}`);
 }
 
 // ---- fixtures under the register hook ---------------------------------------------------------------
