@@ -28,6 +28,8 @@ const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
 /** True while a reply is delivered (synchronously: 'data' runs inside push). */
 const kInReply = Symbol.for('evy.net.inReply');
+/** While a reply is delivered: the thread whose request it answers. */
+const kAnswered = Symbol.for('evy.net.answered');
 /** Set up by the connecting thread (`kConnector`) until a thread's own code first makes a request on it. */
 const kSetup = Symbol.for('evy.net.setup');
 const kConnector = Symbol.for('evy.net.connector');
@@ -112,8 +114,9 @@ function queuedBehind(s: AnySock | null | undefined): void {
 
 /**
  * `s` belongs to a client whose queue evy watches (patching/clients.ts): any command another thread queues
- * on it is reported, so what the client writes in reply during setup is its own handshake (a password
- * exchange, MySQL's answer to the server's greeting), not a command of someone else.
+ * on it is reported, so what the client writes while a reply is delivered continues the request answered
+ * (a password exchange, MySQL's answer to the server's greeting, a prepared statement's execute after its
+ * prepare) or is that thread's next queued one, never a command of someone else.
  */
 function watchedQueue(s: AnySock | null | undefined): void {
   if (s != null && typeof s === 'object') s[kClientQueue] = true;
@@ -126,11 +129,14 @@ function markShared(s: AnySock): void {
 
 /** A write from the socket's own callbacks (no thread's code): whose it is depends on when it happens. */
 function fromCallback(s: AnySock): void {
-  const setup = s[kSetup] === true;
-  // A reply to one request, and at once a write for another: a queue (unless it is a watched client's handshake).
-  if (s[kInReply] === true && !(setup && s[kClientQueue] === true)) markShared(s);
-  else if (setup) useSocket(s, s[kConnector]); // the handshake and what was queued behind the connect
-  else if ((s[kUsers]?.length ?? 0) > 0) markShared(s); // pipelined behind a thread's request
+  if (s[kInReply] === true) {
+    if (s[kClientQueue] === true) useSocket(s, s[kAnswered]); // see watchedQueue
+    else markShared(s); // a reply to one request, and at once a write for another: a queue
+  } else if (s[kSetup] === true) {
+    useSocket(s, s[kConnector]); // the handshake and what was queued behind the connect
+  } else if ((s[kUsers]?.length ?? 0) > 0) {
+    markShared(s); // pipelined behind a thread's request
+  }
 }
 
 /** Every outstanding request on `s` ended: it is idle and has no owner. */
@@ -346,12 +352,13 @@ export function installNetHooks(): void {
     if (this[kQuiet] !== undefined) stirred(this);
     const users: GreenThread[] | undefined = this[kUsers];
     if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
+    this[kAnswered] = users[0]; // one user: a second one makes the socket shared
     releaseSocket(this);
     this[kInReply] = true;
     try {
       return push.call(this, chunk, encoding);
     } finally {
-      this[kInReply] = undefined;
+      this[kInReply] = this[kAnswered] = undefined;
     }
   });
 
