@@ -49,11 +49,19 @@ describe.skipIf(skip)(title, () => {
     expect(r.rows[0].check_interval).not.toBe('0');
   });
 
-  it('withTimeout(0.5) around SELECT pg_sleep(10): Timeout in about 0.5 s, socket destroyed, nothing open, the backend ends', async () => {
-    const r = await runFixture('pg-timeout.mjs', server.env, 20_000);
+  // Over TLS pg swaps its socket for a TLS one mid-handshake; without an 'error' listener pg's Client reports the
+  // connection evy destroyed as an 'error' event (both failed before: the TLS socket stayed open, the process crashed).
+  it.each([
+    ['plain TCP', {}, false],
+    ['plain TCP, no \'error\' listener on the client', { NO_ERROR_LISTENER: '1' }, false],
+    ['TLS', { PGSSLMODE: 'no-verify' }, true],
+    ['TLS, no \'error\' listener on the client', { PGSSLMODE: 'no-verify', NO_ERROR_LISTENER: '1' }, true],
+  ])('withTimeout(0.5) around SELECT pg_sleep(10), %s: Timeout in about 0.5 s, socket destroyed, nothing open, the backend ends', async (_, env, tls) => {
+    const r = await runFixture('pg-timeout.mjs', { ...server.env, ...env }, 20_000);
     expect(r.stderr, r.stderr).not.toMatch(/Error|Unhandled|evy:/);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     const rep = r.report;
+    expect(rep.tls).toBe(tls);
     expect(rep.outcome).toBe('Timeout');
     expect(typeof rep.pid).toBe('number');
     // "about 0.5 s": not before the deadline, and far from the 10 s of the query (no tight bound on a shared machine).

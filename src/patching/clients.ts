@@ -16,8 +16,8 @@ type Put = (obj: any, key: string, value: unknown) => void;
 export interface ClientHooks {
   /** A request was queued in the client behind the one in flight on `socket`. */
   queued(socket: unknown): void;
-  /** `socket` is a watched client's: every request queued on it is reported through `queued`. */
-  watched(socket: unknown): void;
+  /** `socket` is `client`'s, a watched client: every request queued on it is reported through `queued`. */
+  watched(socket: unknown, client: unknown): void;
 }
 
 const kPatched = Symbol.for('evy.clients.patched');
@@ -39,11 +39,12 @@ function patchPg(Client: unknown, put: Put, hooks: ClientHooks): void {
   put(P, kPatched as unknown as string, true);
   const connect = P.connect as PgClient['connect'];
   put(P, 'connect', function connect_(this: PgClient, ...args: unknown[]) {
-    hooks.watched(this.connection?.stream); // made with the client, connected now
+    hooks.watched(this.connection?.stream, this); // made with the client, connected now
     return connect.apply(this, args);
   });
   const query = P.query as PgClient['query'];
   put(P, 'query', function query_(this: PgClient, ...args: unknown[]) {
+    hooks.watched(this.connection?.stream, this); // with ssl, pg has replaced its socket by a TLS one by now
     // pg 8.20+ keeps the queue in `_queryQueue` (its `queryQueue` getter warns); older 8.x in `queryQueue`.
     const q = '_queryQueue' in this ? this._queryQueue : this.queryQueue;
     const before = Array.isArray(q) ? q.length : -1;
@@ -72,7 +73,7 @@ function patchMysql2(Connection: unknown, put: Put, hooks: ClientHooks): void {
   const addCommand = P.addCommand as (this: Mysql2Connection, cmd: unknown) => unknown;
   put(P, 'addCommand', function addCommand_(this: Mysql2Connection, cmd: unknown) {
     // The first command is the handshake, added by the constructor right after it connected the stream.
-    hooks.watched(this.stream);
+    hooks.watched(this.stream, this); // again after a TLS upgrade replaced the stream
     const behind = this._command != null; // it waits in mysql2's queue, writing nothing until that one is answered
     const r = addCommand.call(this, cmd);
     if (behind) hooks.queued(this.stream);

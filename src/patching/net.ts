@@ -50,6 +50,8 @@ const kTracking = Symbol.for('evy.net.tracking');
 const kGreenSocket = Symbol.for('evy.GreenSocket');
 /** The socket of a client whose JavaScript queue evy watches (patching/clients.ts). */
 const kClientQueue = Symbol.for('evy.net.clientQueue');
+/** That client (an EventEmitter): it reports the death of the socket evy destroyed as its own 'error'. */
+const kClient = Symbol.for('evy.net.client');
 
 type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
@@ -118,8 +120,10 @@ function queuedBehind(s: AnySock | null | undefined): void {
  * (a password exchange, MySQL's answer to the server's greeting, a prepared statement's execute after its
  * prepare) or is that thread's next queued one, never a command of someone else.
  */
-function watchedQueue(s: AnySock | null | undefined): void {
-  if (s != null && typeof s === 'object') s[kClientQueue] = true;
+function watchedQueue(s: AnySock | null | undefined, client: unknown): void {
+  if (s == null || typeof s !== 'object') return;
+  s[kClientQueue] = true;
+  s[kClient] = client;
 }
 
 function markShared(s: AnySock): void {
@@ -157,6 +161,7 @@ function destroyNow(s: AnySock, err: unknown): void {
   // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
   if (s.destroyed || s[kShared] === true || s[kGreenSocket] !== undefined) return;
   absorb(s, err);
+  absorb(s[kClient]); // pg's Client emits 'error' when its connection dies: not a crash of evy's making
   s.destroy(err as Error);
 }
 
@@ -392,7 +397,7 @@ export function installNetHooks(): void {
 
   lazyPending = true;
   installLazyHooks(put);
-  installClientHooks(put, { queued: queuedBehind as (s: unknown) => void, watched: watchedQueue as (s: unknown) => void });
+  installClientHooks(put, { queued: queuedBehind as (s: unknown) => void, watched: watchedQueue as (s: unknown, client: unknown) => void });
 
   ps.netHooks = () => {
     lazyPending = httpDone = tlsDone = false;

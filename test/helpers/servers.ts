@@ -2,7 +2,7 @@
 // 127.0.0.1 from a temporary data directory and stopped after. Where a binary is absent the test file is skipped
 // with a clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
 // without having run them.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -174,6 +174,15 @@ export async function startPostgres(): Promise<PgServer> {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb failed:\n${init.out}`);
   }
+  // TLS offered too (clients choose: PGSSLMODE=no-verify): pg then replaces its socket by a TLS one
+  // mid-handshake, which a kill must follow. The server reads its key as `postgres`, and only if private.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  for (const f of ['tls.key', 'tls.crt']) {
+    if (isRoot) chownSync(path.join(dir, f), statSync(dir).uid, statSync(dir).gid);
+    chmodSync(path.join(dir, f), 0o600);
+  }
+  const tls = `-c ssl=on -c ssl_cert_file=${path.join(dir, 'tls.crt')} -c ssl_key_file=${path.join(dir, 'tls.key')}`;
   const pgCtl = path.join(bin, 'pg_ctl');
   let port = 0;
   let started = false;
@@ -183,7 +192,7 @@ export async function startPostgres(): Promise<PgServer> {
     // fsync off and small shared memory: a throwaway test cluster that starts fast on a small machine.
     // client_connection_check_interval: a backend busy in a query notices that its client went away (else
     // it would only notice when the query ends and it writes the result).
-    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=60 -c client_connection_check_interval=100ms`;
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=60 -c client_connection_check_interval=100ms ${tls}`;
     const r = runPg(pgCtl, ['start', '-D', data, '-l', logFile, '-w', '-t', '60', '-o', opts], 70_000);
     started = r.ok;
     if (!started && attempt === 2) {
