@@ -317,9 +317,9 @@ export interface MariadbServer {
   port: number;
   user: string;
   database: string;
-  /** Connection settings for `mysql.createConnection(...)` (mysql2): no password. */
-  config: { host: string; port: number; user: string; database: string };
-  /** The same as environment variables (MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_DATABASE), for fixtures. */
+  /** Connection settings for `mysql.createConnection(...)` (mysql2). */
+  config: { host: string; port: number; user: string; database: string; password: string };
+  /** The same as environment variables (MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD, MYSQL_DATABASE), for fixtures. */
   env: Record<string, string>;
   logFile: string;
   stop(): Promise<void>;
@@ -350,14 +350,18 @@ export async function startMariadb(): Promise<MariadbServer> {
     throw new Error(`mariadb-install-db failed:\n${install.stdout ?? ''}${install.stderr ?? ''}${install.error ? String(install.error) : ''}`);
   }
   // The bootstrap runs without grant tables (CREATE USER fails there): the init file makes the database and
-  // a passwordless TCP user before the server reports ready.
+  // a TCP user with a password (as in production) before the server reports ready.
   const user = 'evy';
   const database = 'evy';
+  const password = 'evy-test';
   const initFile = path.join(dir, 'init.sql');
   writeFileSync(
     initFile,
-    `CREATE DATABASE IF NOT EXISTS ${database};\nCREATE USER IF NOT EXISTS '${user}'@'%';\nGRANT ALL ON *.* TO '${user}'@'%' WITH GRANT OPTION;\n`,
+    `CREATE DATABASE IF NOT EXISTS ${database};\nCREATE USER IF NOT EXISTS '${user}'@'%' IDENTIFIED BY '${password}';\nGRANT ALL ON *.* TO '${user}'@'%' WITH GRANT OPTION;\n`,
   );
+  // TLS offered too (clients choose): mysql2 then replaces its socket by a TLS one mid-handshake.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const mariadbd = mariadbBin('mariadbd')!;
   const readLog = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
   let lastErr = '';
@@ -380,6 +384,8 @@ export async function startMariadb(): Promise<MariadbServer> {
         '--skip-networking=0',
         '--skip-name-resolve',
         '--innodb-flush-log-at-trx-commit=0',
+        `--ssl-cert=${path.join(dir, 'tls.crt')}`,
+        `--ssl-key=${path.join(dir, 'tls.key')}`,
         ...MARIADB_OPTS,
         ...asUser,
       ],
@@ -413,8 +419,8 @@ export async function startMariadb(): Promise<MariadbServer> {
       port,
       user,
       database,
-      config: { host, port, user, database },
-      env: { MYSQL_HOST: host, MYSQL_PORT: String(port), MYSQL_USER: user, MYSQL_DATABASE: database },
+      config: { host, port, user, database, password },
+      env: { MYSQL_HOST: host, MYSQL_PORT: String(port), MYSQL_USER: user, MYSQL_PASSWORD: password, MYSQL_DATABASE: database },
       logFile,
       async stop() {
         cleanups.delete(killSync);
