@@ -52,6 +52,7 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
   it.each([
     ['patched at startup', {}],
     ['patched after pg loaded', { EVY_PATCH: 'none', LATE_PATCH: '1' }],
+    ['over TLS', { PGSSLMODE: 'no-verify' }],
   ])('killing the thread whose pg command is in flight spares a command queued in pg behind it (%s)', async (_, env) => {
     const r = await runFixture('kill-queue-pg-writer.mjs', { ...server.env, ...env }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
@@ -59,8 +60,11 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     expect(r.code).toBe(0);
   });
 
-  it('killing the idle thread that created a pg.Client spares the commands pg writes for others from its callbacks', async () => {
-    const r = await runFixture('kill-queue-pg.mjs', server.env, 20_000);
+  it.each([
+    ['plain TCP', {}],
+    ['TLS', { PGSSLMODE: 'no-verify' }],
+  ])('killing the idle thread that created a pg.Client spares the commands pg writes for others from its callbacks (%s)', async (_, env) => {
+    const r = await runFixture('kill-queue-pg.mjs', { ...server.env, ...env }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     expect(r.report).toMatchObject({ bResult: 1, cResult: 42, alive: true, clientErrors: [], leftOpen: [] });
     expect(r.code).toBe(0);
@@ -83,6 +87,7 @@ describe.skipIf(myPlan.skip)(myPlan.title, () => {
   it.each([
     ['patched at startup', {}],
     ['patched after mysql2 loaded', { EVY_PATCH: 'none', LATE_PATCH: '1' }],
+    ['over TLS', { MYSQL_SSL: '1' }],
   ])('killing the thread whose query is in flight spares a query queued in mysql2 behind it (%s)', async (_, env) => {
     const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'writer', ...env }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
@@ -90,8 +95,13 @@ describe.skipIf(myPlan.skip)(myPlan.title, () => {
     expect(r.code).toBe(0);
   });
 
-  it('killing the idle thread that created the connection spares the queries mysql2 writes for others from its callbacks', async () => {
-    const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'creator' }, 20_000);
+  // Over TLS the connection is carried by the TLS socket started on the creator's socket; the creator's kill
+  // destroyed that raw socket under B and C (found by the chaos harness).
+  it.each([
+    ['plain TCP', {}],
+    ['TLS', { MYSQL_SSL: '1' }],
+  ])('killing the idle thread that created the connection spares the queries mysql2 writes for others from its callbacks (%s)', async (_, env) => {
+    const r = await runFixture('kill-queue-mysql.mjs', { ...server.env, MODE: 'creator', ...env }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     expect(r.report).toMatchObject({ bResult: 1, cResult: 42, alive: true, clientErrors: [], leftOpen: [] });
     expect(r.code).toBe(0);

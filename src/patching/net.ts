@@ -52,6 +52,8 @@ const kGreenSocket = Symbol.for('evy.GreenSocket');
 const kClientQueue = Symbol.for('evy.net.clientQueue');
 /** That client (an EventEmitter): it reports the death of the socket evy destroyed as its own 'error'. */
 const kClient = Symbol.for('evy.net.client');
+/** Set on a socket TLS was started on: the TLS socket that carries its connection now. */
+const kUpgraded = Symbol.for('evy.net.upgraded');
 
 type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
@@ -74,9 +76,9 @@ function trackedServer(s: AnyServer): boolean {
   return typeof s.addContext === 'function' ? ps.on.tls : ps.on.net;
 }
 
-/** Sockets whose ownership is decided elsewhere: by a GreenSocket's waits or by an http request. */
+/** Sockets whose ownership is decided elsewhere: by a GreenSocket's waits, an http request, or the TLS socket started on it. */
 function ownedElsewhere(s: AnySock): boolean {
-  return s[kGreenSocket] !== undefined || s[kHttp] === true || s._httpMessage != null;
+  return s[kGreenSocket] !== undefined || s[kHttp] === true || s._httpMessage != null || s[kUpgraded] !== undefined;
 }
 
 /** Thread `t` starts a request on `s`: it owns the socket until the reply (or the socket's end). */
@@ -152,6 +154,7 @@ export function releaseSocket(s: AnySock): void {
 }
 
 function destroySocket(s: AnySock, err: unknown): void {
+  if (s[kUpgraded] !== undefined) return; // owned through its TLS socket now
   s[kUsers] = undefined;
   if (s[kSetup] === true) abandon(s, err);
   else destroyNow(s, err);
@@ -284,16 +287,56 @@ function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
 export function neutralFactory<F extends (...a: any[]) => any>(factory: F): F {
   return function (this: unknown, ...args: unknown[]) {
     const t = owningThread();
-    if (t === null) return factory.apply(this, args);
-    // The socket it connects is still set up by `t` (see the connect hook).
-    const before = factoryThread;
-    factoryThread = t;
-    try {
-      return neutral(factory, this, args);
-    } finally {
-      factoryThread = before;
+    let made: unknown;
+    if (t === null) {
+      made = factory.apply(this, args);
+    } else {
+      // The socket it connects is still set up by `t` (see the connect hook).
+      const before = factoryThread;
+      factoryThread = t;
+      try {
+        made = neutral(factory, this, args);
+      } finally {
+        factoryThread = before;
+      }
     }
+    const under = upgradedSocket(args);
+    if (under !== null && made !== under && made !== null && typeof made === 'object') adoptUpgrade(under, made as AnySock);
+    return made;
   } as F;
+}
+
+/** `tls.connect({ socket })`: the connected socket that TLS is started on (STARTTLS: pg, mysql2 with ssl). */
+function upgradedSocket(args: unknown[]): AnySock | null {
+  for (const a of args) {
+    const s = a !== null && typeof a === 'object' ? (a as { socket?: unknown }).socket : undefined;
+    if (s !== null && typeof s === 'object' && typeof (s as AnySock).write === 'function') return s as AnySock;
+  }
+  return null;
+}
+
+/**
+ * TLS was started on `raw`: from now on the TLS socket carries the connection. Its TLS layer reads and writes
+ * raw's handle directly, so raw's own methods see no request again, and who uses the connection is decided
+ * on the TLS socket. It takes raw's state (setup by its connector, a watched client, shared, never owned) and
+ * raw's users; raw is owned by no thread again (destroying the TLS socket destroys it).
+ */
+function adoptUpgrade(raw: AnySock, tls: AnySock): void {
+  if (raw[kUsers] === undefined && raw[kNever] !== true) return; // not a socket evy follows
+  for (const k of [kSetup, kConnector, kClientQueue, kClient, kShared, kNever]) {
+    if (raw[k] !== undefined && tls[k] === undefined) tls[k] = raw[k];
+  }
+  const users: GreenThread[] = [...(raw[kUsers] ?? [])];
+  releaseSocket(raw);
+  raw[kUpgraded] = tls;
+  const abandoned = raw[kAbandoned];
+  if (abandoned !== undefined) {
+    // Its connector was killed during setup: the TLS socket's own quiet decides now.
+    if (raw[kQuiet] !== undefined) rt.timers.clearTimeout(raw[kQuiet]);
+    raw[kAbandoned] = raw[kQuiet] = undefined;
+    if (abandoned !== kTaken) abandon(tls, abandoned);
+  }
+  for (const u of users) useSocket(tls, u);
 }
 
 /** The thread whose tls.connect (through neutralFactory) is running, if any. */
