@@ -1,12 +1,12 @@
 // `npm run chaos -- --seed N --injections N [--no-listeners] [--sabotage <counter>] [--verbose]`
 //
-// Starts PostgreSQL, Redis and TLS certificates here (an unpatched parent: the servers are never the
+// Starts PostgreSQL, Redis, MariaDB and TLS certificates here (an unpatched parent: the servers are never the
 // harness's children, leaks or orphans), then runs the harness itself in one child process under the hook:
 //   node --expose-gc --import ./register.mjs chaos/run.mjs <args>
 // and exits with its exit code. Run chaos/run.mjs directly when the env below is already set.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { makeCerts, missingServers, startPostgres, startRedis } from './servers.mjs';
+import { makeCerts, missingServers, startMariadb, startPostgres, startRedis } from './servers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const missing = missingServers();
@@ -29,12 +29,13 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(13
 
 const certs = makeCerts();
 stops.push(certs.stop);
-const [pgs, redis] = await Promise.all([startPostgres(), startRedis()]);
-stops.push(pgs.stop, redis.stop);
+// Each server's stop is registered as soon as it is up, so a failure to start another still stops it.
+const started = (s) => (stops.push(s.stop), s);
+const [pgs, redis, mariadb] = await Promise.all([startPostgres().then(started), startRedis().then(started), startMariadb().then(started)]);
 
 const child = spawn(process.execPath, ['--expose-gc', '--import', './register.mjs', 'chaos/run.mjs', ...process.argv.slice(2)], {
   cwd: root,
-  env: { ...process.env, ...pgs.env, ...redis.env, ...certs.env },
+  env: { ...process.env, ...pgs.env, ...redis.env, ...mariadb.env, ...certs.env },
   stdio: 'inherit',
 });
 child.once('exit', (code, signal) => {

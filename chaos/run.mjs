@@ -1,6 +1,6 @@
 // The chaos harness (docs/chaos.md): waves of green threads doing real I/O through shared clients, with
 // kills, withTimeout deadlines and nested Timeouts injected at points chosen by a seeded PRNG. Run it
-// through chaos/main.mjs (npm run chaos), which starts PostgreSQL/Redis and runs this file as
+// through chaos/main.mjs (npm run chaos), which starts PostgreSQL/Redis/MariaDB and runs this file as
 //   node --expose-gc --import ./register.mjs chaos/run.mjs --seed N --injections N
 //
 // Every operation is recorded with the thread that ran it. A failure only counts as collateral when that
@@ -18,6 +18,7 @@ import * as tp from 'node:timers/promises';
 import { spawn as cpSpawn, exec, execFile } from 'node:child_process';
 import pg from 'pg';
 import Redis from 'ioredis';
+import mysql from 'mysql2/promise';
 import * as evy from 'evy';
 
 const { spawn, spawnAfter, sleep, until, Timeout, withTimeout, GreenletExit, GreenPool, GreenPile, Queue, Event, Semaphore, unowned } = evy;
@@ -40,13 +41,14 @@ const INJECTIONS = Number(opt('injections', '1000'));
 const SABOTAGE = opt('sabotage', null);
 const NO_LISTENERS = argv.includes('--no-listeners');
 const VERBOSE = argv.includes('--verbose');
+const MYSQL_TLS_MODE = opt('mysql-tls', 'random'); // random | on | off: whether mysql2 connections use TLS
 const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
 if (SABOTAGE !== null && !COUNTERS.includes(SABOTAGE)) {
   console.error(`--sabotage must be one of ${COUNTERS.join(', ')}`);
   process.exit(2);
 }
-for (const k of ['PGHOST', 'PGPORT', 'REDIS_PORT', 'CHAOS_CA', 'CHAOS_KEY', 'CHAOS_CERT']) {
+for (const k of ['PGHOST', 'PGPORT', 'REDIS_PORT', 'MYSQL_HOST', 'MYSQL_PORT', 'MYSQL_USER', 'CHAOS_CA', 'CHAOS_KEY', 'CHAOS_CERT']) {
   if (!process.env[k]) {
     console.error(`chaos/run.mjs: ${k} is not set (run it through chaos/main.mjs: npm run chaos)`);
     process.exit(2);
@@ -76,7 +78,7 @@ function weighted(table) {
 // ---- counters --------------------------------------------------------------------------------------
 const counts = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
 const examples = Object.fromEntries(COUNTERS.map((c) => [c, []]));
-const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, threads: 0, waves: 0, kinds: {} };
+const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, threads: 0, waves: 0, kinds: {}, kindsFailed: {} };
 const fmtErr = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 const portNames = {};
 function count(counter, what, err) {
@@ -216,6 +218,12 @@ const acceptLock = new Semaphore(1);
 Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the echo server', [TLS_PORT]: 'the TLS echo server', [ACCEPT_PORT]: 'the GreenSocket listener' });
 const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE, password: process.env.PGPASSWORD };
 const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
+const MYSQL = { host: process.env.MYSQL_HOST, port: Number(process.env.MYSQL_PORT), user: process.env.MYSQL_USER, password: process.env.MYSQL_PASSWORD, database: process.env.MYSQL_DATABASE };
+// The servers offer TLS (a self-signed certificate): half of the mysql2 connections use it, so mysql2 swaps its
+// socket for a TLS one mid-handshake.
+const MYSQL_TLS = { ssl: { rejectUnauthorized: false } };
+const mysqlTls = () => (MYSQL_TLS_MODE === 'on' ? true : MYSQL_TLS_MODE === 'off' ? false : chance(0.5));
+Object.assign(portNames, { [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' });
 let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
 const oldAgents = [];
 
@@ -249,7 +257,7 @@ class Gen {
 /** The thread `ti` is being killed: the shared handles it has an operation on may legitimately die. */
 function doom(ti, why) {
   ti.killed = true;
-  for (const g of ti.inflight) if (!g.noDoom?.(why)) g.doomed = true;
+  for (const g of ti.inflight) if (!g.noDoom?.(why)) (g.doomed = true), (g.doomedBy ??= []).push(`#${ti.id} (${why}, op ${ti.op ?? '-'})`);
 }
 
 const aw = (ti, p) => (ti.useUntil ? until(p) : p);
@@ -257,8 +265,11 @@ const aw = (ti, p) => (ti.useUntil ? until(p) : p);
 // killed: victims and withTimeout bodies. A Timeout alone interrupts the wait but kills nothing.
 const killable = (ti) => ti.role === 'victim' || ti.deadline === 'withTimeout';
 
-/** Runs one operation for `ti`; a failure is recorded (classified at the end of the wave) and rethrown. */
-async function op(ti, kind, fn, gen = null) {
+/**
+ * Runs one operation for `ti`; a failure is recorded (classified at the end of the wave) and rethrown.
+ * `note` (optional) is filled in by `fn`: `queued` once its command was handed to a live watched client.
+ */
+async function op(ti, kind, fn, gen = null, note = null) {
   stats.ops++;
   stats.kinds[kind] = (stats.kinds[kind] ?? 0) + 1;
   ti.op = kind;
@@ -268,7 +279,10 @@ async function op(ti, kind, fn, gen = null) {
     return r;
   } catch (e) {
     stats.opsFailed++;
-    ti.failures.push({ kind, err: e, gen });
+    stats.kindsFailed[kind] = (stats.kindsFailed[kind] ?? 0) + 1;
+    ti.failures.push({ kind, err: e, gen, note });
+    // A killed thread's detached code can still fail after its wave was classified: classify it now.
+    if (ti.classified) classifyFailure(ti, ti.failures[ti.failures.length - 1]);
     ti.lastFailedOp = kind;
     if (e !== null && typeof e === 'object' && !seenAt.has(e)) seenAt.set(e, `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}) op ${kind}`);
     throw e;
@@ -417,6 +431,117 @@ async function pgPoolScenario(ti) {
       throw e;
     } finally {
       c.release(broken);
+    }
+  }
+}
+
+// ---- MySQL (mysql2 against MariaDB) ----------------------------------------------------------------
+// The same shapes as pg: a shared connection that the first thread needing it creates, and a pool.
+// Unlike pg's, the shared connection retires after a random number of operations (the next user creates a
+// new one; the old one ends once its last operation has settled). The first time two threads' commands
+// overlap on it (one queued in mysql2 behind another's), evy marks its socket shared for the rest of its
+// life and no kill destroys it again: with one connection per run, the queue watch, the creator's connect
+// window and a kill of the only thread using it would each be exercised in the first moments only.
+let mysqlShared = null; // { gen, conn, ready, budget, users, retired }
+const mysqlSlots = new Set(); // slots not yet ended (closed at the end of the run)
+function sharedMysql(ti) {
+  if (mysqlShared !== null) return mysqlShared;
+  const useTls = mysqlTls();
+  const gen = new Gen(useTls ? 'mysql2.Connection (TLS)' : 'mysql2.Connection');
+  gen.createdBy = `#${ti.id} ${ti.role}${ti.deadline ? ` ${ti.deadline}` : ''}`;
+  const slot = { gen, conn: null, ready: null, budget: rint(2, 40), users: 0, retired: false };
+  mysqlSlots.add(slot);
+  const drop = () => {
+    if (mysqlShared === slot) mysqlShared = null;
+    mysqlSlots.delete(slot); // dead: nothing to end
+  };
+  slot.ready = mysql.createConnection({ ...MYSQL, ...(useTls ? MYSQL_TLS : {}) }).then((conn) => {
+    slot.conn = conn;
+    // mysql2 emits 'error' on the connection when it dies with no command to hand the error to, and again
+    // for a command added later ("closed state"): without a listener, that is an uncaughtException. A
+    // destroyed socket with a command in flight gives the error to that command only: drop on 'close' too.
+    const c = conn.connection;
+    c.on('error', drop);
+    c.on('end', drop);
+    c.stream.on('close', drop);
+    if (c.stream.destroyed) drop();
+    return conn;
+  });
+  slot.ready.catch(drop);
+  mysqlShared = slot;
+  return slot;
+}
+let mysqlPool = null;
+function sharedMysqlPool() {
+  if (mysqlPool === null) {
+    mysqlPool = mysql.createPool({ ...MYSQL, ...(mysqlTls() ? MYSQL_TLS : {}), connectionLimit: 4 });
+    // A pool connection has one once('error') of its own (it leaves the pool): a second 'error' (a command
+    // added after it died) would be unhandled.
+    mysqlPool.on('connection', (c) => c.on('error', () => {}));
+  }
+  return mysqlPool;
+}
+
+/** Ends a retired slot's connection once nobody uses it (QUIT, written by no thread). */
+function endMysqlSlot(slot) {
+  if (!mysqlSlots.delete(slot)) return;
+  unowned(() => slot.ready.then((c) => c.end()).catch(() => {}));
+}
+
+/** Hands a command to the shared connection, noting whether its socket (and, over TLS, the TCP one) was open. */
+function mysqlSend(note, c, send) {
+  const st = c.connection.stream;
+  note.queued = !st.destroyed && st._parent?.destroyed !== true;
+  return send();
+}
+
+async function mysqlScenario(ti) {
+  for (let k = rint(1, 3); k > 0; k--) {
+    const s = sharedMysql(ti);
+    s.users++;
+    if (--s.budget <= 0 && !s.retired) {
+      s.retired = true;
+      if (mysqlShared === s) mysqlShared = null;
+    }
+    const v = rint(1, 1e9);
+    const note = {};
+    try {
+      if (killable(ti) && chance(0.3)) {
+        const x = rand() * 0.2;
+        await op(ti, 'mysql.conn.sleep', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.query('SELECT SLEEP(?) AS s', [x])))), s.gen, note);
+      } else if (chance(0.5)) {
+        const sql = chance(0.5) ? 'SELECT ? AS v' : 'SELECT ? AS v, SLEEP(0.005) AS s';
+        const [rows] = await op(ti, 'mysql.conn.query', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.query(sql, [v])))), s.gen, note);
+        check(rows[0].v === v, 'mysql shared connection value');
+      } else {
+        // A prepared statement: mysql2 writes the execute in reply to the prepare (then caches the statement).
+        const [rows] = await op(ti, 'mysql.conn.execute', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.execute('SELECT ? AS v', [v])))), s.gen, note);
+        check(rows[0].v === v, 'mysql shared connection execute value');
+      }
+    } finally {
+      if (--s.users === 0 && s.retired) endMysqlSlot(s);
+    }
+  }
+}
+
+async function mysqlPoolScenario(ti) {
+  const pool = sharedMysqlPool();
+  const v = rint(1, 1e9);
+  // A long statement only where a kill ends it (an interrupted until() would leave it holding a connection).
+  if ((ti.role === 'victim' || ti.deadline === 'withTimeout') && chance(0.4)) {
+    await op(ti, 'mysql.pool.sleep', () => aw(ti, pool.query('SELECT SLEEP(1) AS s')));
+  } else if (chance(0.5)) {
+    const [rows] = await op(ti, 'mysql.pool.query', () => aw(ti, pool.query('SELECT ? AS v, SLEEP(0.01) AS s', [v])));
+    check(rows[0].v === v, 'mysql pool value');
+  } else {
+    // Checkout / release explicitly (a finally that releases, as apps do).
+    // A plain await: until() would abandon a checkout that completes later, and the connection would never be released.
+    const c = await op(ti, 'mysql.pool.getConnection', () => pool.getConnection());
+    try {
+      const [rows] = await op(ti, 'mysql.pool.conn.query', () => aw(ti, c.query('SELECT ? AS v', [v])));
+      check(rows[0].v === v, 'mysql pool connection value');
+    } finally {
+      c.release();
     }
   }
 }
@@ -933,6 +1058,8 @@ const SCENARIOS = [
   ['http', httpScenario, 6],
   ['pg', pgScenario, 4],
   ['pgpool', pgPoolScenario, 2],
+  ['mysql', mysqlScenario, 4],
+  ['mysqlpool', mysqlPoolScenario, 2],
   ['redis', redisScenario, 4],
   ['line', lineScenario, 4],
   ['greensocket', greenSocketScenario, 4],
@@ -1009,8 +1136,11 @@ function body(ti, fn, ...args) {
     try {
       return await fn(ti, ...args);
     } catch (e) {
-      // The body threw by itself (not the kill): remember so wait() may legitimately throw it.
-      if (!(e instanceof GreenletExit) && !(e instanceof KillError) && !ti.killed) ti.returnedError = true;
+      // The body threw by itself (not the kill): remember so wait() may legitimately throw it. No kill was
+      // aimed at it yet (doom() runs before every kill), so even a GreenletExit or KillError is not its own: it is
+      // another thread's kill error that reached it through a shared handle (a connection that thread was
+      // creating, destroyed when it was killed).
+      if (!ti.killed) ti.returnedError = true;
       throw e;
     } finally {
       ti.returned = true;
@@ -1124,6 +1254,8 @@ async function wave(w) {
   while (P.q.qsize() > 0) queued.add(P.q.getNowait());
   for (const item of P.put) if (!P.got.has(item) && !queued.has(item)) count('integrity', `queue item ${item} was put but never taken nor queued (lost)`);
 
+  // Victims spawned in the pool or with spawnAfter (cancel) are not launched through launch(): classify them too.
+  for (const t of threads) if (!infos.includes(t.ti)) infos.push(t.ti);
   classify(infos);
   if (VERBOSE) {
     const slow = infos.filter((t) => t.endedAt).sort((a, b) => b.endedAt - a.endedAt).slice(0, 3);
@@ -1148,6 +1280,16 @@ function replaceJammed(opKind) {
     const old = pgShared;
     pgShared = null;
     jammed.push(() => old.client.end().catch(() => {}));
+  } else if (opKind.startsWith('mysql.conn') && mysqlShared !== null) {
+    const old = mysqlShared;
+    mysqlShared = null;
+    mysqlSlots.delete(old);
+    // Not end(): mysql2 queues its QUIT behind the command that never got its reply.
+    jammed.push(() => old.ready.then((c) => c.connection.stream.destroy(), () => {}));
+  } else if (opKind.startsWith('mysql.pool') && mysqlPool !== null) {
+    const old = mysqlPool;
+    mysqlPool = null;
+    jammed.push(() => old.end().catch(() => {}));
   } else if (opKind === 'net.line' && lineShared !== null) {
     const old = lineShared;
     lineShared = null;
@@ -1163,11 +1305,22 @@ const jammed = [];
 /** Classifies every failure of the wave's threads, now that all kills and deadlines are known. */
 function classify(infos) {
   for (const ti of infos) {
-    for (const f of ti.failures) {
-      if (ti.killed || ti.deadline) stats.expected++;
-      else if (f.gen?.doomed) stats.excused++;
-      else count('collateral', `#${ti.id} ${ti.scenario} (never killed, no deadline): ${f.kind} failed`, f.err);
-    }
+    ti.classified = true;
+    for (const f of ti.failures) classifyFailure(ti, f);
+  }
+}
+const isKillError = (e) => e instanceof GreenletExit || e instanceof KillError || e instanceof Timeout;
+function classifyFailure(ti, f) {
+  // A watched client (mysql2): once a thread's command is in the client's queue, no other thread's kill may
+  // destroy the connection (evy sees the queue). Dying of another thread's kill error then is collateral.
+  const queuedThenKilled = f.note?.queued === true && isKillError(f.err);
+  if (ti.killed || ti.deadline) stats.expected++;
+  else if (f.gen?.doomed && !queuedThenKilled) {
+    stats.excused++;
+    if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario}: ${f.kind} failed on a ${f.gen.kind} doomed by ${f.gen.doomedBy.join(', ')}: ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
+  } else {
+    const why = queuedThenKilled ? ` on a ${f.gen?.kind}: it died of another thread's kill although its command was already in the client's queue${f.gen?.createdBy ? `; it was created by ${f.gen.createdBy}` : ''}${f.gen?.doomedBy ? `; kills aimed at threads using it: ${f.gen.doomedBy.join(', ')}` : ''}` : '';
+    count('collateral', `#${ti.id} ${ti.scenario} (never killed, no deadline): ${f.kind} failed${why}${where(f.err)}`, f.err);
   }
 }
 
@@ -1290,7 +1443,7 @@ function launchDeadline(ti, name, fn, P, launch) {
     } catch (e) {
       if (e === t) {
         stats.fired++;
-        for (const g of ti.inflight) if (!g.noDoom?.('Timeout')) g.doomed = true;
+        for (const g of ti.inflight) if (!g.noDoom?.('Timeout')) (g.doomed = true), (g.doomedBy ??= []).push(`#${ti.id} (Timeout)`);
       } else if (!ti.failures.length) throw e;
     } finally {
       t.cancel();
@@ -1378,9 +1531,11 @@ try {
 
 // ---- the end: close what the harness opened, settle, then measure ------------------------------------
 await sleep(0.2);
-const closing = [];
-closing.push(pgShared?.client.end().catch(() => {}));
-closing.push(pgPool?.end().catch(() => {}));
+const closing = []; // [what, promise that settles once it has ended]
+if (pgShared) closing.push(['pg client', pgShared.client.end().catch(() => {})]);
+if (pgPool) closing.push(['pg pool', pgPool.end().catch(() => {})]);
+for (const slot of mysqlSlots) closing.push(['mysql2 connection', slot.ready.then((c) => c.end()).catch(() => {})]);
+if (mysqlPool) closing.push(['mysql2 pool', mysqlPool.end().catch(() => {})]);
 if (redisShared) redisShared.client.disconnect();
 lineShared?.sock.destroy();
 for (const g of allGreenLines) {
@@ -1392,7 +1547,17 @@ agent.destroy();
 for (const a of oldAgents) a.destroy();
 for (const close of jammed) close();
 // Not a counter: a pool that cannot end shows up as leaked sockets below.
-await Promise.all(closing.map((p) => p && Promise.race([p, foreignDelay(3000).then(() => console.log('chaos: note: a shared pg client/pool did not end within 3 s'))])));
+await Promise.all(
+  closing.map(([what, p]) =>
+    new Promise((resolve) => {
+      const t = ot.setTimeout(() => {
+        console.log(`chaos: note: the shared ${what} did not end within 3 s`);
+        resolve();
+      }, 3000);
+      p.then(() => (ot.clearTimeout(t), resolve()));
+    }),
+  ),
+);
 for (const srv of [httpServer, echoServer, tlsServer]) srv.close();
 for (const s of serverSockets) s.destroy();
 
@@ -1477,7 +1642,7 @@ if (fdLeak > 0) examples.leaked.push(`${fdLeak} more open file descriptors than 
 
 // Name the sockets still open: which server they talk to, and in which state.
 if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
-  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis' };
+  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' };
   for (const p of acceptPorts) names[p] = 'accept';
   for (const h of process._getActiveHandles()) {
     if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr) continue;
@@ -1501,6 +1666,8 @@ function printSummary(heapNow) {
   }
   if (heapNow !== undefined) console.log(`chaos: heap after GC at start ${(heapStart / 1048576).toFixed(1)} MB, at end ${(heapNow / 1048576).toFixed(1)} MB`);
   const fired = stats.fired;
+  const kinds = Object.keys(stats.kinds).sort();
+  console.log(`chaos: ops per kind (failed): ${kinds.map((k) => `${k}=${stats.kinds[k]}${stats.kindsFailed[k] ? `(${stats.kindsFailed[k]})` : ''}`).join(' ')}`);
   console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);

@@ -1,4 +1,4 @@
-// PostgreSQL, Redis and TLS certificates for the chaos harness, started from temp dirs on free ports on
+// PostgreSQL, Redis, MariaDB and TLS certificates for the chaos harness, started from temp dirs on free ports on
 // 127.0.0.1 (the same recipe as test/helpers/servers.ts and certs.ts, in plain JS so that `npm run chaos`
 // needs no TypeScript loader). Runs in the unpatched parent process: the servers are not the harness's
 // children, so they never count as its leaks or orphans.
@@ -10,6 +10,7 @@ import path from 'node:path';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const PG_PASSWORD = 'evy-chaos';
+const MYSQL_PASSWORD = 'evy-chaos';
 
 function which(bin) {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -56,12 +57,18 @@ function pgBinDir() {
   return initdb !== null && which('pg_ctl') !== null ? path.dirname(initdb) : null;
 }
 
-/** Why PostgreSQL / Redis cannot run here, or null when they can. */
+/** A MariaDB binary: on PATH, else in /usr/sbin (mariadbd lives there, and a PATH may lack sbin). */
+function mariadbBin(name) {
+  return which(name) ?? ['/usr/sbin', '/usr/bin'].map((d) => path.join(d, name)).find((p) => existsSync(p)) ?? null;
+}
+
+/** Why PostgreSQL / Redis / MariaDB cannot run here, or null when they can. */
 export function missingServers() {
   const why = [];
   if (pgBinDir() === null) why.push('PostgreSQL binaries (initdb, pg_ctl) not found');
   else if (isRoot && spawnSync('id', ['-u', 'postgres']).status !== 0) why.push('root without a postgres user');
   if (which('redis-server') === null) why.push('redis-server not found');
+  if (mariadbBin('mariadbd') === null || mariadbBin('mariadb-install-db') === null) why.push('MariaDB binaries (mariadbd, mariadb-install-db) not found');
   if (which('openssl') === null) why.push('openssl not found');
   return why.length ? why.join('; ') : null;
 }
@@ -132,6 +139,111 @@ export async function startRedis() {
     };
   }
   throw new Error('redis-server failed to start');
+}
+
+// Small buffers, a small redo log, no binlog, no performance schema: a throwaway server that starts in a
+// fraction of a second (the same InnoDB sizes at install time, else the first start resizes the redo log).
+const MARIADB_OPTS = ['--innodb-buffer-pool-size=16M', '--innodb-log-file-size=8M', '--skip-log-bin', '--performance-schema=0'];
+
+/** Whether `pid` still runs (a zombie, not yet reaped by our event loop, has stopped). Linux: /proc. */
+function running(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * mariadb-install-db into a temp dir, then mariadbd in the foreground on a free port (its Unix socket in the
+ * temp dir); an init file makes the database `evy` and the user 'evy'@'%' with a password. TLS is offered
+ * (a self-signed certificate): clients choose.
+ */
+export async function startMariadb() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-chaos-mariadb-'));
+  const data = path.join(dir, 'data');
+  // mariadbd refuses to run as root unless told to; the temp dir is ours, so no need for the mysql user.
+  const asUser = isRoot ? ['--user=root'] : [];
+  // --no-defaults everywhere: the machine's /etc/mysql config must not leak in.
+  const install = spawnSync(
+    mariadbBin('mariadb-install-db'),
+    ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  if (install.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`mariadb-install-db failed:\n${install.stdout ?? ''}${install.stderr ?? ''}${install.error ? String(install.error) : ''}`);
+  }
+  // The bootstrap runs without grant tables (CREATE USER fails there): the init file makes the database and
+  // a TCP user with a password (as in production) before the server reports ready.
+  const initFile = path.join(dir, 'init.sql');
+  writeFileSync(
+    initFile,
+    `CREATE DATABASE IF NOT EXISTS evy;\nCREATE USER IF NOT EXISTS 'evy'@'%' IDENTIFIED BY '${MYSQL_PASSWORD}';\nGRANT ALL ON *.* TO 'evy'@'%' WITH GRANT OPTION;\n`,
+  );
+  // TLS offered too: mysql2 then replaces its socket by a TLS one mid-handshake when the client asks for it.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let lastErr = '';
+  // The free port may be taken between our probe and the server's bind: try a few.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const log = path.join(dir, `server-${attempt}.log`); // one per attempt: an old "ready" must not count
+    const readLog = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+    const child = spawn(
+      mariadbBin('mariadbd'),
+      [
+        '--no-defaults',
+        `--datadir=${data}`,
+        `--socket=${path.join(dir, 'mysqld.sock')}`,
+        `--pid-file=${path.join(dir, 'mariadbd.pid')}`,
+        `--log-error=${log}`,
+        `--init-file=${initFile}`,
+        `--port=${port}`,
+        '--bind-address=127.0.0.1',
+        '--skip-networking=0',
+        '--skip-name-resolve',
+        '--innodb-flush-log-at-trx-commit=0',
+        '--max-connections=200',
+        `--ssl-cert=${path.join(dir, 'tls.crt')}`,
+        `--ssl-key=${path.join(dir, 'tls.key')}`,
+        ...MARIADB_OPTS,
+        ...asUser,
+      ],
+      { stdio: 'ignore' },
+    );
+    let exited = false;
+    const gone = new Promise((resolve) => (child.once('exit', resolve), child.once('error', resolve)));
+    child.once('exit', () => (exited = true));
+    child.once('error', () => (exited = true));
+    // The TCP port listens before the init file has run: "ready for connections" in the log comes after it.
+    const ready = () => readLog().includes('ready for connections');
+    const deadline = Date.now() + 60_000;
+    while (!exited && !(ready() && (await canConnect(port))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (exited || !ready()) {
+      if (!exited) child.kill('SIGKILL');
+      // The next attempt reuses the data dir: the old server must be gone first (InnoDB locks its files).
+      await gone;
+      lastErr = readLog();
+      continue;
+    }
+    return {
+      env: { MYSQL_HOST: '127.0.0.1', MYSQL_PORT: String(port), MYSQL_USER: 'evy', MYSQL_PASSWORD, MYSQL_DATABASE: 'evy' },
+      stop() {
+        // Synchronous (it runs from 'exit'): SIGTERM, a clean shutdown bounded to 10 s, else SIGKILL.
+        if (!exited && child.pid !== undefined) {
+          child.kill('SIGTERM');
+          for (let t = 0; t < 200 && running(child.pid); t++) sleepSync(50);
+          if (running(child.pid)) child.kill('SIGKILL');
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`mariadbd failed to start:\n${lastErr}`);
 }
 
 /** A CA and a server certificate it signs (127.0.0.1, localhost), made with the openssl CLI. */

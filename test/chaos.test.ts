@@ -1,7 +1,7 @@
 // The chaos harness (chaos/run.mjs, docs/chaos.md) as part of `npm test`: a short seeded run under the
 // hook must end with every counter at 0; a run without uncaughtException/unhandledRejection listeners
 // must end normally; and each --sabotage mode must make exactly its own counter non-zero (the harness can
-// fail). PostgreSQL and Redis are started once for the file; under CI their absence is a failure.
+// fail). PostgreSQL, Redis and MariaDB are started once for the file; under CI their absence is a failure.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,12 +9,15 @@ import { makeCerts, type Certs } from './helpers/certs.js';
 import {
   IN_CI,
   ROOT,
+  mariadbAvailability,
   plan,
   postgresAvailability,
   redisAvailability,
   requireServer,
+  startMariadb,
   startPostgres,
   startRedis,
+  type MariadbServer,
   type PgServer,
   type RedisServer,
 } from './helpers/servers.js';
@@ -22,8 +25,10 @@ import {
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'] as const;
 const pgA = postgresAvailability();
 const redisA = redisAvailability();
-const both = pgA.ok && redisA.ok ? pgA : { ok: false, reason: [pgA.reason, redisA.reason].filter(Boolean).join('; ') };
-const { skip, title } = plan(both, 'chaos harness (PostgreSQL + Redis)');
+const mariadbA = mariadbAvailability();
+const all = [pgA, redisA, mariadbA];
+const both = all.every((a) => a.ok) ? pgA : { ok: false, reason: all.map((a) => a.reason).filter(Boolean).join('; ') };
+const { skip, title } = plan(both, 'chaos harness (PostgreSQL + Redis + MariaDB)');
 
 interface Run {
   code: number | null;
@@ -34,6 +39,7 @@ interface Run {
 
 let pgs: PgServer | undefined;
 let redis: RedisServer | undefined;
+let mariadb: MariadbServer | undefined;
 let certs: Certs | undefined;
 
 /** Runs the harness as `node --expose-gc --import ./register.mjs chaos/run.mjs ...args`. */
@@ -45,6 +51,7 @@ function chaos(args: string[], timeoutMs = 50_000): Promise<Run> {
         ...process.env,
         ...pgs!.env,
         ...redis!.env,
+        ...mariadb!.env,
         CHAOS_CA: certs!.files.caCert,
         CHAOS_KEY: certs!.files.serverKey,
         CHAOS_CERT: certs!.files.serverCert,
@@ -73,13 +80,13 @@ describe.skipIf(skip)(title, () => {
   beforeAll(async () => {
     requireServer(both);
     certs = makeCerts();
-    [pgs, redis] = await Promise.all([startPostgres(), startRedis()]);
-  }, 90_000);
+    [pgs, redis, mariadb] = await Promise.all([startPostgres(), startRedis(), startMariadb()]);
+  }, 120_000);
 
   afterAll(async () => {
-    await Promise.all([pgs?.stop(), redis?.stop()]);
+    await Promise.all([pgs?.stop(), redis?.stop(), mariadb?.stop()]);
     certs?.cleanup();
-  });
+  }, 60_000);
 
   it('a short seeded run: every counter is 0 and the exit code is 0', async () => {
     const r = await chaos(['--seed', '7', '--injections', '300']);
