@@ -60,7 +60,9 @@ function terminate(c: AnyChild, _err: unknown): void {
   // freeze the tree first (SIGSTOP cannot be caught), collecting it until a scan finds nothing new, so every
   // process is known before any of them dies and re-parents its children away from us.
   const tree = c.pid === undefined ? [] : freeze(c.pid);
-  for (const pid of tree) signal(pid, 'SIGTERM');
+  // A process that blocks SIGTERM would act on it only later, and could fork meanwhile: the child Node has
+  // just forked and not yet exec'd is one (libuv blocks every signal around the fork). It gets SIGKILL.
+  for (const pid of tree) signal(pid, blocksSigterm(pid) ? 'SIGKILL' : 'SIGTERM');
   for (const pid of tree) signal(pid, 'SIGCONT'); // a stopped process acts on SIGTERM only once continued
   // Ref'd on purpose: the parent stays up until the children are gone, so no orphan is left behind.
   const t: Termination = {
@@ -111,37 +113,58 @@ function closeStdio(c: ChildProcess): void {
   for (const s of c.stdio) if (s !== null && s !== undefined && !s.destroyed) s.destroy();
 }
 
+/** How long freeze() may block, at most, waiting for a busy machine to deliver its SIGSTOPs. */
+const FREEZE_MAX_MS = 500;
+
 /**
- * Stops `root` and all its descendants, repeating the scan until it finds no process it had not stopped
- * (a process found running may have forked since the last scan). Returns root first, then the others.
+ * Stops `root` and all its descendants. A signal is delivered when its process next runs, so one not yet
+ * stopped can still fork: the scan repeats until every process found is stopped (or gone) and a scan finds
+ * nothing new. On a loaded machine that takes more than one round (a single ~20 ms wait let a shell that
+ * had not been scheduled yet fork after the last scan: its child was orphaned). Returns root first.
  */
 function freeze(root: number): number[] {
   signal(root, 'SIGSTOP');
   const seen = new Set<number>([root]);
-  let fresh = [root];
-  for (let round = 0; round < 50 && fresh.length > 0; round++) {
-    // A signal is delivered when its process next runs: one that is still running can still fork.
-    awaitStopped(fresh);
-    fresh = [];
+  const deadline = Date.now() + FREEZE_MAX_MS;
+  for (;;) {
+    const settled = awaitStopped([...seen], deadline);
+    let fresh = false;
     for (const pid of descendants(root, seen)) {
       if (seen.has(pid)) continue;
       seen.add(pid);
       signal(pid, 'SIGSTOP');
-      fresh.push(pid);
+      fresh = true;
     }
+    if ((settled && !fresh) || Date.now() >= deadline) return [...seen];
   }
-  return [...seen];
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
-/** Waits (at most ~20 ms, synchronously) until each of `pids` is stopped or gone. */
-function awaitStopped(pids: number[]): void {
-  for (let i = 0; i < 100; i++) {
-    if (pids.every(stoppedOrGone)) return;
+/** Waits (synchronously, until `deadline`) until each of `pids` is stopped or gone; whether they all are. */
+function awaitStopped(pids: number[], deadline: number): boolean {
+  for (;;) {
+    if (pids.every(stoppedOrGone)) return true;
+    if (Date.now() >= deadline) return false;
     Atomics.wait(pause, 0, 0, 0.2);
   }
 }
+
+/** Whether `pid` has SIGTERM blocked (Linux: the SigBlk mask in /proc/<pid>/status). */
+function blocksSigterm(pid: number): boolean {
+  if (process.platform !== 'linux') return false;
+  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
+  let status: string;
+  try {
+    status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return false;
+  }
+  const m = /\nSigBlk:\s*([0-9a-f]+)/.exec(status);
+  return m !== null && (BigInt(`0x${m[1]}`) & SIGTERM_BIT) !== 0n;
+}
+
+const SIGTERM_BIT = 1n << 14n; // signal 15
 
 function stoppedOrGone(pid: number): boolean {
   const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
