@@ -61,6 +61,20 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     expect(r.code).toBe(0);
   });
 
+  it('a pg.Client over TLS whose creator is killed before the TLS socket exists: another thread takes it over, its queries all succeed', async () => {
+    const r = await runFixture('kill-creator-tls-pg.mjs', { ...server.env, MODE: 'taken' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ bResult: [0, 1, 2, 3], tls: true, leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
+  it('a pg.Client over TLS whose creator is killed before the TLS socket exists, used by nobody else: destroyed once quiet, nothing open', async () => {
+    const r = await runFixture('kill-creator-tls-pg.mjs', { ...server.env, MODE: 'alone' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ destroyed: true, leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
   it.each([
     ['plain TCP', {}],
     ['TLS', { PGSSLMODE: 'no-verify' }],

@@ -322,7 +322,8 @@ function upgradedSocket(args: unknown[]): AnySock | null {
  * raw's users; raw is owned by no thread again (destroying the TLS socket destroys it).
  */
 function adoptUpgrade(raw: AnySock, tls: AnySock): void {
-  if (raw[kUsers] === undefined && raw[kNever] !== true) return; // not a socket evy follows
+  // Not a socket evy follows (one whose connector was killed during setup is, though its users are gone).
+  if (raw[kUsers] === undefined && raw[kNever] !== true && raw[kAbandoned] === undefined) return;
   for (const k of [kSetup, kConnector, kClientQueue, kClient, kShared, kNever]) {
     if (raw[k] !== undefined && tls[k] === undefined) tls[k] = raw[k];
   }
