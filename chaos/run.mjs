@@ -41,7 +41,17 @@ const INJECTIONS = Number(opt('injections', '1000'));
 const SABOTAGE = opt('sabotage', null);
 const NO_LISTENERS = argv.includes('--no-listeners');
 const VERBOSE = argv.includes('--verbose');
-const MYSQL_TLS_MODE = opt('mysql-tls', 'random'); // random | on | off: whether mysql2 connections use TLS
+// random | on | off: whether the shared clients and the pool of pg / mysql2 use TLS (random: each one a coin toss).
+const tlsMode = (name) => {
+  const mode = opt(name, 'random');
+  if (!['random', 'on', 'off'].includes(mode)) {
+    console.error(`--${name} must be one of random, on, off`);
+    process.exit(2);
+  }
+  return mode;
+};
+const PG_TLS_MODE = tlsMode('pg-tls');
+const MYSQL_TLS_MODE = tlsMode('mysql-tls');
 const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
 if (SABOTAGE !== null && !COUNTERS.includes(SABOTAGE)) {
@@ -219,10 +229,19 @@ Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the ech
 const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE, password: process.env.PGPASSWORD };
 const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
 const MYSQL = { host: process.env.MYSQL_HOST, port: Number(process.env.MYSQL_PORT), user: process.env.MYSQL_USER, password: process.env.MYSQL_PASSWORD, database: process.env.MYSQL_DATABASE };
-// The servers offer TLS (a self-signed certificate): half of the mysql2 connections use it, so mysql2 swaps its
-// socket for a TLS one mid-handshake.
-const MYSQL_TLS = { ssl: { rejectUnauthorized: false } };
-const mysqlTls = () => (MYSQL_TLS_MODE === 'on' ? true : MYSQL_TLS_MODE === 'off' ? false : chance(0.5));
+// The servers offer TLS (a self-signed certificate): half of the pg and mysql2 clients use it, so the client
+// swaps its socket for a TLS one started on it mid-handshake.
+const CLIENT_TLS = { ssl: { rejectUnauthorized: false } };
+const tlsChoice = (mode) => (mode === 'on' ? true : mode === 'off' ? false : chance(0.5));
+const pgTls = () => tlsChoice(PG_TLS_MODE);
+const mysqlTls = () => tlsChoice(MYSQL_TLS_MODE);
+/** Shared clients made per Gen kind (printed at the end: proves that plain and TLS clients both ran). */
+const made = {};
+function madeClient(gen, ti, budget) {
+  gen.createdBy = `#${ti.id} ${ti.role}${ti.deadline ? ` ${ti.deadline}` : ''}`;
+  made[gen.kind] = (made[gen.kind] ?? 0) + 1;
+  if (VERBOSE) console.error(`chaos: ${gen.createdBy} creates a ${gen.kind} (retired after ${budget} operations)`);
+}
 Object.assign(portNames, { [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' });
 let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
 const oldAgents = [];
@@ -283,7 +302,7 @@ async function op(ti, kind, fn, gen = null, note = null) {
     ti.failures.push({ kind, err: e, gen, note });
     // A killed thread's detached code can still fail after its wave was classified: classify it now.
     if (ti.classified) classifyFailure(ti, ti.failures[ti.failures.length - 1]);
-    ti.lastFailedOp = kind;
+    ti.lastFailedOp = gen ? `${kind} on a ${gen.kind}` : kind;
     if (e !== null && typeof e === 'object' && !seenAt.has(e)) seenAt.set(e, `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}) op ${kind}`);
     throw e;
   } finally {
@@ -369,18 +388,25 @@ async function detachedHttpScenario(ti) {
 }
 
 // ---- PostgreSQL ------------------------------------------------------------------------------------
-// The shared client is created lazily by whichever thread first needs it, then used by everyone.
-let pgShared = null; // { gen, client, ready }
-function sharedPg() {
+// The shared client is created lazily by whichever thread first needs it, then used by everyone. Like the
+// mysql2 one (below, where the reason is given), it retires after a random number of operations: the next
+// user creates a new one, and the old one ends once its last operation has settled. Half of them use TLS.
+let pgShared = null; // { gen, client, ready, budget, users, retired }
+const pgSlots = new Set(); // slots whose client has not ended (ended at the end of the run)
+function sharedPg(ti) {
   if (pgShared !== null) return pgShared;
-  const gen = new Gen('pg.Client');
-  const client = new pg.Client({ ...PG, application_name: 'evy-chaos' });
-  const slot = { gen, client, ready: null };
+  const tlsOn = pgTls();
+  const gen = new Gen(tlsOn ? 'pg.Client (TLS)' : 'pg.Client');
+  const client = new pg.Client({ ...PG, ...(tlsOn ? CLIENT_TLS : {}), application_name: 'evy-chaos' });
+  const slot = { gen, client, ready: null, budget: rint(2, 40), users: 0, retired: false };
+  madeClient(gen, ti, slot.budget);
+  pgSlots.add(slot);
   const drop = () => {
     if (pgShared === slot) pgShared = null;
   };
-  client.on('error', drop);
-  client.on('end', drop);
+  client.on('error', drop); // pg emits 'error' when its connection dies: without a listener, a crash
+  // pg emits 'end' once its socket has closed, whatever the cause (a failed connect too): nothing left to end.
+  client.on('end', () => (drop(), pgSlots.delete(slot)));
   slot.ready = client.connect();
   slot.ready.catch(drop);
   pgShared = slot;
@@ -389,22 +415,39 @@ function sharedPg() {
 let pgPool = null;
 function sharedPool() {
   if (pgPool === null) {
-    pgPool = new pg.Pool({ ...PG, max: 4, application_name: 'evy-chaos-pool' });
+    pgPool = new pg.Pool({ ...PG, ...(pgTls() ? CLIENT_TLS : {}), max: 4, application_name: 'evy-chaos-pool' });
     pgPool.on('error', () => {}); // an idle client whose connection died: the pool drops it
   }
   return pgPool;
 }
 
+/** Ends a retired slot's client once nobody uses it (written by no thread). */
+function endPgSlot(slot) {
+  if (!pgSlots.delete(slot)) return;
+  unowned(() => slot.ready.then((c) => c.end()).catch(() => {}));
+}
+
 async function pgScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
-    const s = sharedPg();
+    const s = sharedPg(ti);
+    s.users++;
+    if (--s.budget <= 0 && !s.retired) {
+      s.retired = true;
+      if (pgShared === s) pgShared = null;
+    }
     const v = rint(1, 1e9);
-    if (killable(ti) && chance(0.3)) {
-      await op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then(() => s.client.query('SELECT pg_sleep($1)', [rand() * 0.2]))), s.gen);
-    } else {
-      const sql = chance(0.5) ? 'SELECT $1::int AS v' : 'SELECT $1::int AS v, pg_sleep(0.005)';
-      const r = await op(ti, 'pg.client.query', () => aw(ti, s.ready.then(() => s.client.query(sql, [v]))), s.gen);
-      check(r.rows[0].v === v, 'pg shared client value');
+    const note = {};
+    try {
+      if (killable(ti) && chance(0.3)) {
+        const x = rand() * 0.2;
+        await op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query('SELECT pg_sleep($1)', [x])))), s.gen, note);
+      } else {
+        const sql = chance(0.5) ? 'SELECT $1::int AS v' : 'SELECT $1::int AS v, pg_sleep(0.005)';
+        const r = await op(ti, 'pg.client.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(sql, [v])))), s.gen, note);
+        check(r.rows[0].v === v, 'pg shared client value');
+      }
+    } finally {
+      if (--s.users === 0 && s.retired) endPgSlot(s);
     }
   }
 }
@@ -446,16 +489,16 @@ let mysqlShared = null; // { gen, conn, ready, budget, users, retired }
 const mysqlSlots = new Set(); // slots not yet ended (closed at the end of the run)
 function sharedMysql(ti) {
   if (mysqlShared !== null) return mysqlShared;
-  const useTls = mysqlTls();
-  const gen = new Gen(useTls ? 'mysql2.Connection (TLS)' : 'mysql2.Connection');
-  gen.createdBy = `#${ti.id} ${ti.role}${ti.deadline ? ` ${ti.deadline}` : ''}`;
+  const tlsOn = mysqlTls();
+  const gen = new Gen(tlsOn ? 'mysql2.Connection (TLS)' : 'mysql2.Connection');
   const slot = { gen, conn: null, ready: null, budget: rint(2, 40), users: 0, retired: false };
+  madeClient(gen, ti, slot.budget);
   mysqlSlots.add(slot);
   const drop = () => {
     if (mysqlShared === slot) mysqlShared = null;
     mysqlSlots.delete(slot); // dead: nothing to end
   };
-  slot.ready = mysql.createConnection({ ...MYSQL, ...(useTls ? MYSQL_TLS : {}) }).then((conn) => {
+  slot.ready = mysql.createConnection({ ...MYSQL, ...(tlsOn ? CLIENT_TLS : {}) }).then((conn) => {
     slot.conn = conn;
     // mysql2 emits 'error' on the connection when it dies with no command to hand the error to, and again
     // for a command added later ("closed state"): without a listener, that is an uncaughtException. A
@@ -474,7 +517,7 @@ function sharedMysql(ti) {
 let mysqlPool = null;
 function sharedMysqlPool() {
   if (mysqlPool === null) {
-    mysqlPool = mysql.createPool({ ...MYSQL, ...(mysqlTls() ? MYSQL_TLS : {}), connectionLimit: 4 });
+    mysqlPool = mysql.createPool({ ...MYSQL, ...(mysqlTls() ? CLIENT_TLS : {}), connectionLimit: 4 });
     // A pool connection has one once('error') of its own (it leaves the pool): a second 'error' (a command
     // added after it died) would be unhandled.
     mysqlPool.on('connection', (c) => c.on('error', () => {}));
@@ -488,8 +531,12 @@ function endMysqlSlot(slot) {
   unowned(() => slot.ready.then((c) => c.end()).catch(() => {}));
 }
 
-/** Hands a command to the shared connection, noting whether its socket (and, over TLS, the TCP one) was open. */
-function mysqlSend(note, c, send) {
+/**
+ * Hands a command to a shared watched client (a pg.Client, or a mysql2 connection: both keep their socket in
+ * `c.connection.stream`), noting whether that socket (and, over TLS, the TCP one under it) was open: from then on
+ * evy sees the command in the client's queue, so no other thread's kill may destroy the connection under it.
+ */
+function clientSend(note, c, send) {
   const st = c.connection.stream;
   note.queued = !st.destroyed && st._parent?.destroyed !== true;
   return send();
@@ -508,14 +555,14 @@ async function mysqlScenario(ti) {
     try {
       if (killable(ti) && chance(0.3)) {
         const x = rand() * 0.2;
-        await op(ti, 'mysql.conn.sleep', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.query('SELECT SLEEP(?) AS s', [x])))), s.gen, note);
+        await op(ti, 'mysql.conn.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query('SELECT SLEEP(?) AS s', [x])))), s.gen, note);
       } else if (chance(0.5)) {
         const sql = chance(0.5) ? 'SELECT ? AS v' : 'SELECT ? AS v, SLEEP(0.005) AS s';
-        const [rows] = await op(ti, 'mysql.conn.query', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.query(sql, [v])))), s.gen, note);
+        const [rows] = await op(ti, 'mysql.conn.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(sql, [v])))), s.gen, note);
         check(rows[0].v === v, 'mysql shared connection value');
       } else {
         // A prepared statement: mysql2 writes the execute in reply to the prepare (then caches the statement).
-        const [rows] = await op(ti, 'mysql.conn.execute', () => aw(ti, s.ready.then((c) => mysqlSend(note, c, () => c.execute('SELECT ? AS v', [v])))), s.gen, note);
+        const [rows] = await op(ti, 'mysql.conn.execute', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.execute('SELECT ? AS v', [v])))), s.gen, note);
         check(rows[0].v === v, 'mysql shared connection execute value');
       }
     } finally {
@@ -1125,7 +1172,7 @@ async function checkWait(ti, gt) {
   if (outcome.ok) return; // finished (or caught the kill) before it landed
   const e = outcome.e;
   const isKill = ti.killErrors.some((k) => (k === undefined ? e instanceof GreenletExit : e === k));
-  if (!isKill && !ti.returnedError) count('wrongerror', `wait() of killed #${ti.id} ${ti.scenario} (failed op ${ti.lastFailedOp ?? '-'}${where(e)}) threw a secondary error instead of the kill error`, e);
+  if (!isKill && !ti.returnedError) count('wrongerror', `wait() of killed #${ti.id} ${ti.scenario} (${ti.role}${ti.how ? ` killed by ${ti.how}` : ''}, failed op ${ti.lastFailedOp ?? '-'}${where(e)}) threw a secondary error instead of the kill error`, e);
 }
 
 /** The body of every spawned thread: records how it ended. */
@@ -1215,7 +1262,10 @@ async function wave(w) {
     ot.setTimeout(() => {
       stats.injections++;
       for (const t of threads) {
-        if (!t.inPool) continue;
+        // killall() kills the pool's running threads only: one still waiting for a slot starts later, alive
+        // (its own kill comes later). Marking it killed now would count its failures as expected, and its
+        // wait() as wrongerror.
+        if (!t.inPool || !t.ti.started || t.ti.returned) continue;
         doom(t.ti, 'kill');
         (t.ti.killErrors ??= []).push(undefined);
       }
@@ -1279,7 +1329,13 @@ function replaceJammed(opKind) {
   } else if (opKind.startsWith('pg.client') && pgShared !== null) {
     const old = pgShared;
     pgShared = null;
+    pgSlots.delete(old);
+    // end() destroys the socket when a query is still active (it would wait for its reply otherwise).
     jammed.push(() => old.client.end().catch(() => {}));
+  } else if (opKind.startsWith('pg.pool') && pgPool !== null) {
+    const old = pgPool;
+    pgPool = null;
+    jammed.push(() => old.end().catch(() => {}));
   } else if (opKind.startsWith('mysql.conn') && mysqlShared !== null) {
     const old = mysqlShared;
     mysqlShared = null;
@@ -1311,7 +1367,7 @@ function classify(infos) {
 }
 const isKillError = (e) => e instanceof GreenletExit || e instanceof KillError || e instanceof Timeout;
 function classifyFailure(ti, f) {
-  // A watched client (mysql2): once a thread's command is in the client's queue, no other thread's kill may
+  // A watched client (pg, mysql2): once a thread's command is in the client's queue, no other thread's kill may
   // destroy the connection (evy sees the queue). Dying of another thread's kill error then is collateral.
   const queuedThenKilled = f.note?.queued === true && isKillError(f.err);
   if (ti.killed || ti.deadline) stats.expected++;
@@ -1319,7 +1375,10 @@ function classifyFailure(ti, f) {
     stats.excused++;
     if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario}: ${f.kind} failed on a ${f.gen.kind} doomed by ${f.gen.doomedBy.join(', ')}: ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
   } else {
-    const why = queuedThenKilled ? ` on a ${f.gen?.kind}: it died of another thread's kill although its command was already in the client's queue${f.gen?.createdBy ? `; it was created by ${f.gen.createdBy}` : ''}${f.gen?.doomedBy ? `; kills aimed at threads using it: ${f.gen.doomedBy.join(', ')}` : ''}` : '';
+    const creator = f.gen?.createdBy ? `; it was created by ${f.gen.createdBy}` : '';
+    const why = queuedThenKilled
+      ? ` on a ${f.gen?.kind}: it died of another thread's kill although its command was already in the client's queue${creator}${f.gen?.doomedBy ? `; kills aimed at threads using it: ${f.gen.doomedBy.join(', ')}` : ''}`
+      : f.gen ? ` on a ${f.gen.kind}${creator}` : '';
     count('collateral', `#${ti.id} ${ti.scenario} (never killed, no deadline): ${f.kind} failed${why}${where(f.err)}`, f.err);
   }
 }
@@ -1333,6 +1392,7 @@ function launchVictim(ti, name, fn, P, launch, pool, threads) {
     ['pool', name === 'httpWindow' ? 0 : 2],
     ['cancel', name === 'httpWindow' ? 0 : 1],
   ]);
+  ti.how = how; // named in a wrongerror report
   const delay = name === 'childexec' ? rint(0, 5) : rint(0, 40);
   if (how === 'pool') {
     // Spawned in the wave's pool: killed by pool.killall (if drawn) or by a kill from main.
@@ -1349,10 +1409,13 @@ function launchVictim(ti, name, fn, P, launch, pool, threads) {
     rec.gt = gt;
     ot.setTimeout(() => {
       stats.injections++;
-      doom(ti, 'kill');
-      (ti.killErrors ??= []).push(undefined);
+      // cancel() is a no-op once started: then a kill follows (below), so the victim still dies, and only
+      // that kill marks it killed (until then a failure of its body is its own).
+      if (!ti.started) {
+        doom(ti, 'kill');
+        (ti.killErrors ??= []).push(undefined);
+      }
       gt.cancel();
-      // cancel() is a no-op once started: then a kill follows, so the victim still dies.
       ot.setTimeout(() => (gt.dead ? checkWait(ti, gt) : injectKill(ti, gt, 'kill').then(() => checkWait(ti, gt))), 5);
     }, rint(0, 25));
     return;
@@ -1425,6 +1488,10 @@ function launchDeadline(ti, name, fn, P, launch) {
         if (e instanceof Timeout) {
           stats.fired++;
           doom(ti, 'withTimeout'); // for the shared handles: a withTimeout may destroy what it had in flight
+          // An op that already died of this deadline left `inflight` before withTimeout returned: its handle too.
+          for (const f of ti.failures) {
+            if (f.err === e && f.gen && !f.gen.noDoom?.('withTimeout')) (f.gen.doomed = true), (f.gen.doomedBy ??= []).push(`#${ti.id} (withTimeout, op ${f.kind})`);
+          }
         } else if (!ti.failures.length && !(e instanceof GreenletExit)) throw e;
       }
       const late = (performance.now() - t0) / 1000 - s;
@@ -1532,7 +1599,7 @@ try {
 // ---- the end: close what the harness opened, settle, then measure ------------------------------------
 await sleep(0.2);
 const closing = []; // [what, promise that settles once it has ended]
-if (pgShared) closing.push(['pg client', pgShared.client.end().catch(() => {})]);
+for (const slot of pgSlots) closing.push(['pg client', slot.ready.then((c) => c.end()).catch(() => {})]);
 if (pgPool) closing.push(['pg pool', pgPool.end().catch(() => {})]);
 for (const slot of mysqlSlots) closing.push(['mysql2 connection', slot.ready.then((c) => c.end()).catch(() => {})]);
 if (mysqlPool) closing.push(['mysql2 pool', mysqlPool.end().catch(() => {})]);
@@ -1668,6 +1735,7 @@ function printSummary(heapNow) {
   const fired = stats.fired;
   const kinds = Object.keys(stats.kinds).sort();
   console.log(`chaos: ops per kind (failed): ${kinds.map((k) => `${k}=${stats.kinds[k]}${stats.kindsFailed[k] ? `(${stats.kindsFailed[k]})` : ''}`).join(' ')}`);
+  console.log(`chaos: shared clients made: ${Object.keys(made).sort().map((k) => `${k}=${made[k]}`).join(', ') || 'none'}`);
   console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);

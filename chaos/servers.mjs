@@ -97,12 +97,21 @@ export async function startPostgres() {
   if (isRoot) chownSync(pwFile, statSync(dir).uid, statSync(dir).gid);
   const init = pgRun(path.join(bin, 'initdb'), ['-D', data, '-U', 'evy', '--pwfile', pwFile, '-A', 'scram-sha-256', '--no-sync', '-E', 'UTF8', '--locale=C'], 60_000);
   if (!init.ok) throw new Error(`initdb failed:\n${init.out}`);
+  // TLS offered too (clients choose): pg then replaces its socket by a TLS one started on it mid-handshake.
+  // The server reads its key as `postgres`, and only if it is private.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  for (const f of ['tls.key', 'tls.crt']) {
+    if (isRoot) chownSync(path.join(dir, f), statSync(dir).uid, statSync(dir).gid);
+    chmodSync(path.join(dir, f), 0o600);
+  }
+  const tls = `-c ssl=on -c ssl_cert_file=${path.join(dir, 'tls.crt')} -c ssl_key_file=${path.join(dir, 'tls.key')}`;
   const pgCtl = path.join(bin, 'pg_ctl');
   let port = 0;
   for (let attempt = 0; ; attempt++) {
     port = await freePort();
     // client_connection_check_interval: a backend in pg_sleep notices that a killed client went away.
-    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=80 -c client_connection_check_interval=100ms`;
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=80 -c client_connection_check_interval=100ms ${tls}`;
     const r = pgRun(pgCtl, ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', opts], 70_000);
     if (r.ok) break;
     if (attempt === 2) throw new Error(`pg_ctl start failed:\n${r.out}\n${existsSync(log) ? readFileSync(log, 'utf8') : ''}`);
