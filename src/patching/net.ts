@@ -282,7 +282,8 @@ function neutral<R>(fn: (...a: any[]) => R, self: unknown, args: unknown[]): R {
 
 /**
  * `tls.connect` (or any socket factory) whose socket must call back into no thread: a TLSSocket's TLS layer
- * is made in its constructor, before the connect hook runs, and its callbacks keep that context.
+ * is made in its constructor, before the connect hook runs, and its callbacks keep that context. A TLS socket
+ * started on a connected one (`{ socket }`) takes that socket's place (adoptUpgrade).
  */
 export function neutralFactory<F extends (...a: any[]) => any>(factory: F): F {
   return function (this: unknown, ...args: unknown[]) {
