@@ -3,7 +3,7 @@
 // needs no TypeScript loader). Runs in the unpatched parent process: the servers are not the harness's
 // children, so they never count as its leaks or orphans.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,12 +173,15 @@ const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),
 export async function startMariadb() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-chaos-mariadb-'));
   const data = path.join(dir, 'data');
+  // Its own temp dir: servers bootstrapping at once in the shared /tmp trip over each other's temp tables.
+  const tmp = path.join(dir, 'tmp');
+  mkdirSync(tmp);
   // mariadbd refuses to run as root unless told to; the temp dir is ours, so no need for the mysql user.
   const asUser = isRoot ? ['--user=root'] : [];
   // --no-defaults everywhere: the machine's /etc/mysql config must not leak in.
   const install = spawnSync(
     mariadbBin('mariadb-install-db'),
-    ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
+    ['--no-defaults', `--datadir=${data}`, `--tmpdir=${tmp}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
     { encoding: 'utf8', timeout: 60_000 },
   );
   if (install.status !== 0) {
@@ -218,6 +221,7 @@ export async function startMariadb() {
         '--max-connections=200',
         `--ssl-cert=${path.join(dir, 'tls.crt')}`,
         `--ssl-key=${path.join(dir, 'tls.key')}`,
+        `--tmpdir=${tmp}`,
         ...MARIADB_OPTS,
         ...asUser,
       ],

@@ -3,7 +3,7 @@
 // with a clear message, except under CI (CI=true), where a missing server is a failure: CI must not pass green
 // without having run them.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -335,6 +335,9 @@ export async function startMariadb(): Promise<MariadbServer> {
   if (!a.ok) throw new Error(a.reason);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-mariadb-'));
   const data = path.join(dir, 'data');
+  // Its own temp dir: servers bootstrapping at once in the shared /tmp trip over each other's temp tables.
+  const tmp = path.join(dir, 'tmp');
+  mkdirSync(tmp);
   const logFile = path.join(dir, 'server.log');
   // mariadbd refuses to run as root unless told to; the temp dir is ours, so no need for the mysql user.
   const asUser = isRoot ? ['--user=root'] : [];
@@ -342,7 +345,7 @@ export async function startMariadb(): Promise<MariadbServer> {
   // Root without a password only matters for poking at the server by hand over the socket.
   const install = spawnSync(
     mariadbBin('mariadb-install-db')!,
-    ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
+    ['--no-defaults', `--datadir=${data}`, `--tmpdir=${tmp}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser, ...MARIADB_OPTS],
     { encoding: 'utf8', timeout: 60_000 },
   );
   if (install.status !== 0) {
@@ -386,6 +389,7 @@ export async function startMariadb(): Promise<MariadbServer> {
         '--innodb-flush-log-at-trx-commit=0',
         `--ssl-cert=${path.join(dir, 'tls.crt')}`,
         `--ssl-key=${path.join(dir, 'tls.key')}`,
+        `--tmpdir=${tmp}`,
         ...MARIADB_OPTS,
         ...asUser,
       ],
