@@ -18,6 +18,11 @@ export interface ClientHooks {
   queued(socket: unknown): void;
   /** `socket` is `client`'s, a watched client: every request queued on it is reported through `queued`. */
   watched(socket: unknown, client: unknown): void;
+  /**
+   * The client will start TLS on its socket: load `tls` now, so that evy's `tls.connect` hook is in place
+   * when the client calls it (it loads `tls` itself only at that moment, too late for the hook).
+   */
+  tlsAhead(): void;
 }
 
 const kPatched = Symbol.for('evy.clients.patched');
@@ -26,6 +31,7 @@ const kPatched = Symbol.for('evy.clients.patched');
 const PG_CLIENT = /[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/;
 
 interface PgClient {
+  ssl?: unknown;
   _queryQueue?: unknown[];
   queryQueue?: unknown[];
   connection?: { stream?: unknown };
@@ -40,6 +46,7 @@ function patchPg(Client: unknown, put: Put, hooks: ClientHooks): void {
   const connect = P.connect as PgClient['connect'];
   put(P, 'connect', function connect_(this: PgClient, ...args: unknown[]) {
     hooks.watched(this.connection?.stream, this); // made with the client, connected now
+    if (this.ssl) hooks.tlsAhead();
     return connect.apply(this, args);
   });
   const query = P.query as PgClient['query'];
@@ -61,6 +68,7 @@ function patchPg(Client: unknown, put: Put, hooks: ClientHooks): void {
 const MYSQL2_CONNECTION = /[\\/]node_modules[\\/]mysql2[\\/]lib[\\/](?:base[\\/])?connection\.js$/;
 
 interface Mysql2Connection {
+  config?: { ssl?: unknown };
   /** The command in flight; the others wait in `_commands`. */
   _command?: unknown;
   stream?: unknown;
@@ -74,6 +82,7 @@ function patchMysql2(Connection: unknown, put: Put, hooks: ClientHooks): void {
   put(P, 'addCommand', function addCommand_(this: Mysql2Connection, cmd: unknown) {
     // The first command is the handshake, added by the constructor right after it connected the stream.
     hooks.watched(this.stream, this); // again after a TLS upgrade replaced the stream
+    if (this.config?.ssl) hooks.tlsAhead();
     const behind = this._command != null; // it waits in mysql2's queue, writing nothing until that one is answered
     const r = addCommand.call(this, cmd);
     if (behind) hooks.queued(this.stream);

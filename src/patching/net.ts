@@ -442,7 +442,15 @@ export function installNetHooks(): void {
 
   lazyPending = true;
   installLazyHooks(put);
-  installClientHooks(put, { queued: queuedBehind as (s: unknown) => void, watched: watchedQueue as (s: unknown, client: unknown) => void });
+  installClientHooks(put, {
+    queued: queuedBehind as (s: unknown) => void,
+    watched: watchedQueue as (s: unknown, client: unknown) => void,
+    tlsAhead() {
+      if (tlsDone) return;
+      process.getBuiltinModule('tls');
+      installLazyHooks(put);
+    },
+  });
 
   ps.netHooks = () => {
     lazyPending = httpDone = tlsDone = false;
