@@ -431,20 +431,30 @@ function sharedPool() {
   return pgPool;
 }
 
-/** Ends a retired slot's client once nobody uses it (written by no thread). */
-function endPgSlot(slot) {
-  if (!pgSlots.delete(slot)) return;
+/**
+ * A user of a shared client's slot begins: the slot's budget counts down, and at 0 it retires (`unshare`
+ * stops handing it out; the next user makes a new one).
+ */
+function useSlot(slot, unshare) {
+  slot.users++;
+  if (--slot.budget <= 0 && !slot.retired) {
+    slot.retired = true;
+    unshare(slot);
+  }
+}
+
+/** That user is done: a retired slot whose last user has left is ended (QUIT or Terminate, written by no thread). */
+function leaveSlot(slot, slots) {
+  if (--slot.users !== 0 || !slot.retired || !slots.delete(slot)) return;
   unowned(() => slot.ready.then((c) => c.end()).catch(() => {}));
 }
 
 async function pgScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
     const s = sharedPg(ti);
-    s.users++;
-    if (--s.budget <= 0 && !s.retired) {
-      s.retired = true;
+    useSlot(s, () => {
       if (pgShared === s) pgShared = null;
-    }
+    });
     const v = rint(1, 1e9);
     const note = {};
     try {
@@ -457,7 +467,7 @@ async function pgScenario(ti) {
         check(r.rows[0].v === v, 'pg shared client value');
       }
     } finally {
-      if (--s.users === 0 && s.retired) endPgSlot(s);
+      leaveSlot(s, pgSlots);
     }
   }
 }
@@ -535,12 +545,6 @@ function sharedMysqlPool() {
   return mysqlPool;
 }
 
-/** Ends a retired slot's connection once nobody uses it (QUIT, written by no thread). */
-function endMysqlSlot(slot) {
-  if (!mysqlSlots.delete(slot)) return;
-  unowned(() => slot.ready.then((c) => c.end()).catch(() => {}));
-}
-
 /**
  * Hands a command to a shared watched client (a pg.Client, or a mysql2 connection: both keep their socket in
  * `c.connection.stream`), noting whether that socket (and, over TLS, the TCP one under it) was open: from then on
@@ -555,11 +559,9 @@ function clientSend(note, c, send) {
 async function mysqlScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
     const s = sharedMysql(ti);
-    s.users++;
-    if (--s.budget <= 0 && !s.retired) {
-      s.retired = true;
+    useSlot(s, () => {
       if (mysqlShared === s) mysqlShared = null;
-    }
+    });
     const v = rint(1, 1e9);
     const note = {};
     try {
@@ -576,7 +578,7 @@ async function mysqlScenario(ti) {
         check(rows[0].v === v, 'mysql shared connection execute value');
       }
     } finally {
-      if (--s.users === 0 && s.retired) endMysqlSlot(s);
+      leaveSlot(s, mysqlSlots);
     }
   }
 }
