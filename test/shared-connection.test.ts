@@ -1,0 +1,207 @@
+// The shared-connection rule (docs/patching.md, "Sockets: a state table"): a raw connection on which two
+// threads' requests are outstanding at once serves several threads, and no kill destroys it. Both sides are
+// proved here, over plain net and over TLS, under monkeyPatch() (vitest's forks pool: one process per file):
+// a lone thread's unanswered request dies with it; with two threads' requests outstanding, killing either one
+// leaves the other its reply, and the connection serves a third thread afterwards.
+//
+// http(s) does not reach this rule: Node's http client never pipelines (one request per socket at a time, the
+// agent queues the rest) and its requests are owned one level up, by the ClientRequest
+// (fixtures/real/kill-agent-queue.mjs and fixtures/register/keepalive.mjs prove that side).
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeCerts, type Certs } from './helpers/certs.js';
+import { Event, GreenletExit, monkeyPatch, spawn, type GreenThread } from '../src/index.js';
+
+let undo: (() => void) | null = null;
+afterEach(() => {
+  undo?.();
+  undo = null;
+});
+
+let certs: Certs;
+beforeAll(() => {
+  certs = makeCerts();
+});
+afterAll(() => certs.cleanup());
+
+/**
+ * A line server that answers nothing by itself: the test sees each request arrive (`arrived(line)`) and
+ * decides when to answer it (`answer(line)`), so which requests are outstanding is never a matter of timing.
+ */
+async function lineServer(kind: 'net' | 'tls') {
+  const conns: net.Socket[] = [];
+  const received: string[] = [];
+  const arrivals = new Map<string, Event<void>>();
+  const arrival = (line: string): Event<void> => {
+    let e = arrivals.get(line);
+    if (e === undefined) arrivals.set(line, (e = new Event<void>()));
+    return e;
+  };
+  const onConn = (s: net.Socket): void => {
+    conns.push(s);
+    s.on('error', () => {});
+    let buf = '';
+    s.on('data', (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        received.push(line);
+        const e = arrival(line);
+        if (!e.ready()) e.send();
+      }
+    });
+  };
+  const server =
+    kind === 'net' ? net.createServer(onConn) : tls.createServer({ key: certs.serverKey, cert: certs.serverCert }, onConn);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    received,
+    conns,
+    /** Resolves once `line` reached the server. */
+    arrived: (line: string) => arrival(line).wait(10),
+    /** Sends the reply to `line` on the one connection. */
+    answer(line: string): void {
+      expect(conns).toHaveLength(1);
+      conns[0]!.write(`re:${line}\n`);
+    },
+    close(): Promise<void> {
+      for (const c of conns) c.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+type Server = Awaited<ReturnType<typeof lineServer>>;
+
+/**
+ * A client connection that any thread may use: `ask(line)` writes a request and resolves with its reply,
+ * rejects when the connection closes first. Created lazily by the first thread that asks (as a library's
+ * module-level client is).
+ */
+function client(kind: 'net' | 'tls', server: Server) {
+  let sock: net.Socket | null = null;
+  const pending = new Map<string, { resolve(v: string): void; reject(e: unknown): void }>();
+  const open = (): net.Socket => {
+    const s =
+      kind === 'net'
+        ? net.connect(server.port, '127.0.0.1')
+        : tls.connect({ port: server.port, host: '127.0.0.1', ca: certs.caCert, servername: 'localhost' });
+    s.on('error', () => {});
+    let buf = '';
+    s.on('data', (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const p = pending.get(line.replace(/^re:/, ''));
+        pending.delete(line.replace(/^re:/, ''));
+        p?.resolve(line);
+      }
+    });
+    s.on('close', () => {
+      for (const p of pending.values()) p.reject(new Error('the connection closed before the reply'));
+      pending.clear();
+    });
+    return s;
+  };
+  return {
+    get socket(): net.Socket | null {
+      return sock;
+    },
+    ask(line: string): Promise<string> {
+      sock ??= open();
+      return new Promise((resolve, reject) => {
+        pending.set(line, { resolve, reject });
+        sock!.write(`${line}\n`);
+      });
+    },
+  };
+}
+
+async function expectKilled(t: GreenThread): Promise<void> {
+  await t.kill();
+  await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
+}
+
+for (const kind of ['net', 'tls'] as const) {
+  describe(`two threads' requests outstanding at once on one ${kind === 'net' ? 'plain TCP' : 'TLS'} connection`, () => {
+    it("control: a lone thread's unanswered request dies with it (the connection is owned while it waits)", async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = client(kind, server);
+      const a = spawn(() => c.ask('a'));
+      await server.arrived('a');
+      await expectKilled(a);
+      if (!c.socket!.destroyed) await once(c.socket!, 'close');
+      expect(c.socket!.destroyed).toBe(true);
+      await server.close();
+    });
+
+    it("the kill of the thread that connected and wrote first leaves the other thread its reply; the connection lives on", async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = client(kind, server);
+      const a = spawn(() => c.ask('a')); // A creates the connection and writes first
+      await server.arrived('a');
+      const b = spawn(() => c.ask('b')); // B's request, while A's is still outstanding
+      await server.arrived('b');
+      await expectKilled(a);
+      expect(c.socket!.destroyed).toBe(false);
+      server.answer('b');
+      expect(await b.wait()).toBe('re:b');
+      // Still usable by a third thread: the kill touched nothing.
+      const d = spawn(() => c.ask('d'));
+      await server.arrived('d');
+      server.answer('d');
+      expect(await d.wait()).toBe('re:d');
+      expect(server.received).toEqual(['a', 'b', 'd']);
+      c.socket!.destroy();
+      await server.close();
+    });
+
+    it('the kill of the thread that wrote second leaves the first thread its reply', async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = client(kind, server);
+      const a = spawn(() => c.ask('a'));
+      await server.arrived('a');
+      const b = spawn(() => c.ask('b'));
+      await server.arrived('b');
+      await expectKilled(b);
+      expect(c.socket!.destroyed).toBe(false);
+      server.answer('a');
+      expect(await a.wait()).toBe('re:a');
+      c.socket!.destroy();
+      await server.close();
+    });
+
+    it('a connection made in the main thread, written by two threads at once: a kill of either spares it', async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = client(kind, server);
+      const warm = c.ask('warm'); // main connects and makes the first request
+      await server.arrived('warm');
+      server.answer('warm');
+      expect(await warm).toBe('re:warm');
+      const a = spawn(() => c.ask('a'));
+      await server.arrived('a');
+      const b = spawn(() => c.ask('b'));
+      await server.arrived('b');
+      const x = spawn(() => c.ask('x'));
+      await server.arrived('x');
+      await expectKilled(b);
+      await expectKilled(x);
+      server.answer('a');
+      expect(await a.wait()).toBe('re:a');
+      expect(c.socket!.destroyed).toBe(false);
+      c.socket!.destroy();
+      await server.close();
+    });
+  });
+}
