@@ -26,6 +26,7 @@ import {
   setImmediate,
   setInterval,
   setTimeout,
+  unhookUnref,
 } from './timers.js';
 import { fsFunctions, promiseFunctions } from './fs.js';
 
@@ -120,6 +121,7 @@ const greenTimers = { setTimeout, setInterval, setImmediate, clearTimeout, clear
 
 const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
   timers(undo) {
+    undo.push(unhookUnref); // hooked at the first owned timer; runs last
     for (const n of TIMER_NAMES) {
       slot(undo, timers, n, greenTimers[n]);
       slot(undo, globalThis, n, greenTimers[n]);

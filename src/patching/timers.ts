@@ -5,6 +5,7 @@
 // patch never wraps a wrapper; evy itself schedules with rt.timers and is never affected.
 import { type GreenThread } from '../greenthread.js';
 import { disown, own, owningThread } from '../ownership.js';
+import { rt } from '../runtime.js';
 import { callWithKillSignal, killSignal, PROMISIFY, ps } from './state.js';
 
 const O = ps.orig.timers;
@@ -53,14 +54,15 @@ function ownTimer(rec: Rec, destroy: (r: any, e: unknown) => void): any {
  * often created lazily inside whichever thread first called the library): a thread awaiting it would let
  * the process exit under its feet. So unref() releases it, and a kill of that thread leaves it alone.
  * The hook goes on the Timeout and Immediate prototypes, once, at the first owned timer; for any other
- * timer it is one property read.
+ * timer it is one property read. The prototype keeps its original `unref` descriptor under the marker, so
+ * that undo() can put it back (unhookUnref): the next owned timer hooks it again.
  */
 function hookUnref(timer: any): void {
   const proto = Object.getPrototypeOf(timer);
   if (proto === null || Object.prototype.hasOwnProperty.call(proto, kUnrefHooked)) return;
   const unref = proto.unref as (this: unknown) => unknown;
   if (typeof unref !== 'function') return;
-  Object.defineProperty(proto, kUnrefHooked, { value: true });
+  Object.defineProperty(proto, kUnrefHooked, { value: Object.getOwnPropertyDescriptor(proto, 'unref') ?? null, configurable: true });
   Object.defineProperty(proto, 'unref', {
     value: function unref_(this: any) {
       if (this[kOwner] !== undefined) release(this);
@@ -69,8 +71,24 @@ function hookUnref(timer: any): void {
     writable: true,
     configurable: true,
   });
+  // In rt.ext: the ESM and the CJS build of evy hook the same prototypes.
+  ((rt.ext.unrefHooked as Set<object> | undefined) ??= new Set()).add(proto);
 }
 const kUnrefHooked = Symbol.for('evy.timer.unrefHooked');
+
+/** Puts back the prototypes' own `unref` (monkeyPatch's undo of timers). */
+export function unhookUnref(): void {
+  const protos = rt.ext.unrefHooked as Set<any> | undefined;
+  if (protos === undefined) return;
+  for (const proto of protos) {
+    const d = Object.getOwnPropertyDescriptor(proto, kUnrefHooked)?.value as PropertyDescriptor | null | undefined;
+    if (d === undefined) continue;
+    if (d === null) delete proto.unref;
+    else Object.defineProperty(proto, 'unref', d);
+    delete proto[kUnrefHooked];
+  }
+  protos.clear();
+}
 
 export function setTimeout(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
   const t = typeof callback === 'function' ? owningThread() : null;
