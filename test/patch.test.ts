@@ -362,9 +362,11 @@ describe('fs and child_process under monkeyPatch', () => {
       const p = fs.promises.readFile('/dev/zero', { encoding: null }).catch((e) => seen.push(e)); // never ends by itself
       await Promise.all([p, once(stream, 'end')]);
     });
-    await sleep(0.05);
+    while (stream === undefined) await sleep(0.005); // the thread has made both calls
+    if (stream.pending) await once(stream, 'open'); // the stream has a file descriptor to close
     await t.kill();
-    await sleep(0.05);
+    // The rejection and the stream's close are asynchronous: wait for them (bounded), then check.
+    for (let i = 0; i < 500 && !(seen.length === 1 && stream.closed); i++) await sleep(0.01);
     expect(seen).toHaveLength(1);
     expect(seen[0]).toBeInstanceOf(GreenletExit);
     expect(stream!.destroyed).toBe(true);
@@ -445,16 +447,22 @@ describe('net under monkeyPatch', () => {
     patch({ net: true });
     let server: net.Server | undefined;
     let accepted: net.Socket | undefined;
+    const listening = new Event<void>();
+    const connected = new Event<void>();
     const t = spawn(async () => {
-      server = net.createServer((s) => (accepted = s)).listen(0, '127.0.0.1');
+      server = net.createServer((s) => {
+        accepted = s;
+        connected.send();
+      }).listen(0, '127.0.0.1');
       await once(server, 'listening');
+      listening.send();
       await sleep(10);
     });
-    await sleep(0.05);
+    await listening.wait();
     const client = net.connect((server!.address() as net.AddressInfo).port, '127.0.0.1');
     client.on('error', () => {});
     await once(client, 'connect');
-    await sleep(0.02);
+    await connected.wait(); // the server side has accepted it
     await t.kill();
     await once(client, 'close'); // the server side was destroyed
     expect(server!.listening).toBe(false);
@@ -478,11 +486,15 @@ describe('net under monkeyPatch', () => {
 
   it("a pooled connection created by A, now waiting on B's request, survives A's kill", async () => {
     patch({ net: true });
-    // one reply per line; 'slow' is answered after 150 ms
+    // 'first' is answered at once; 'slow' only when the test says so (after the kill)
+    const slowArrived = new Event<void>();
+    const answerSlow = new Event<void>();
     const server = net.createServer((s) =>
       s.on('data', (d) => {
         const q = String(d);
-        setTimeout(() => s.write(`re:${q}`), q === 'slow' ? 150 : 0);
+        if (q !== 'slow') return void s.write(`re:${q}`);
+        slowArrived.send();
+        void answerSlow.wait().then(() => s.write(`re:${q}`));
       }),
     );
     server.listen(0, '127.0.0.1');
@@ -494,15 +506,17 @@ describe('net under monkeyPatch', () => {
       const [reply] = await once(conn, 'data');
       return String(reply);
     };
+    const answered = new Event<string>();
     const a = spawn(async () => {
-      const r = await query('first'); // A creates the connection
+      answered.send(await query('first')); // A creates the connection
       await sleep(10);
-      return r;
     });
-    await sleep(0.05);
+    expect(await answered.wait()).toBe('re:first');
     const b = spawn(() => query('slow')); // B's request is in flight on A's connection
-    await sleep(0.02);
+    await slowArrived.wait();
     await a.kill();
+    expect(conn!.destroyed).toBe(false);
+    answerSlow.send();
     expect(await b.wait()).toBe('re:slow');
     expect(conn!.destroyed).toBe(false);
     conn!.destroy();
@@ -511,7 +525,8 @@ describe('net under monkeyPatch', () => {
 
   it('an idle socket (reply received) is not owned: a kill leaves it to the other threads', async () => {
     patch({ net: true });
-    const server = net.createServer((s) => s.on('data', (d) => String(d) === 'a' && s.write(`re:${d}`))); // 'b' gets no reply
+    const bArrived = new Event<void>();
+    const server = net.createServer((s) => s.on('data', (d) => (String(d) === 'a' ? s.write(`re:${d}`) : bArrived.send()))); // 'b' gets no reply
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
@@ -523,21 +538,22 @@ describe('net under monkeyPatch', () => {
         sock.write(q);
         sock.once('data', () => resolve());
       });
+    const answered = new Event<void>();
     const a = spawn(async () => {
       await ask('a'); // A writes and gets its reply: the socket is idle again
+      answered.send();
       await sleep(10);
     });
-    await sleep(0.05);
+    await answered.wait();
     await a.kill();
     expect(sock.destroyed).toBe(false);
     const b = spawn(async () => {
       sock.write('b'); // B's request is outstanding when B is killed: the socket dies with it
       await new Promise(() => {});
     });
-    await sleep(0.01);
+    await bArrived.wait();
     await b.kill();
-    await sleep(0.01);
-    expect(sock.destroyed).toBe(true);
+    expect(sock.destroyed).toBe(true); // destroyed by the kill itself
     expect(replies[0]).toBe('re:a');
     server.close();
   });

@@ -190,7 +190,9 @@ describe('node --import ./register.mjs', () => {
       // gone
     }
     expect(state).toMatch(/^(gone|Z|X)$/);
-    expect(out.exitMs).toBeLessThan(600); // was the whole 1 s grace: the grandchild died after the shell
+    // The old code stayed up for the whole 1 s SIGKILL grace (the grandchild dies after the shell): any exit
+    // before the grace ends proves the tree was watched; the bound is the grace itself, the room is all of it.
+    expect(out.exitMs).toBeLessThan(1000);
   });
 
   it('an fs read stream (and write stream, FileHandle, watcher) of a killed thread is closed', async () => {
