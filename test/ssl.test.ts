@@ -9,12 +9,14 @@ import {
   serve,
   sleep,
   SocketError,
+  SHUT_WR,
   SocketTimeout,
   spawn,
   SSLError,
   StopServe,
   withTimeout,
   Timeout,
+  until,
   wrapSsl,
   wrap_ssl,
 } from '../src/index.js';
@@ -359,6 +361,160 @@ describe('wrapSsl', () => {
     await expect(wrapSsl(c2, { serverSide: true, key: certs.serverKey, cert: certs.serverCert })).rejects.toBeInstanceOf(SocketTimeout);
     mute2.close();
     l.close();
+  });
+
+  // Issue 20, item 1: a graceful close of a socket wrapped on the server side must reach the client
+  // (close_notify, then FIN), whoever closes it: the handler, or serve when the handler returns.
+  describe('serverSide on an accepted connection: the close reaches the client', () => {
+    const keys = (): { serverSide: true; key: string; cert: string } => ({ serverSide: true, key: certs.serverKey, cert: certs.serverCert });
+    /** Raw sockets the handlers had (the accepted TCP socket and the TLS socket over it), to check they closed. */
+    let raws: (net.Socket | net.Server)[];
+    beforeEach(() => {
+      raws = [];
+    });
+    const allClosed = async (): Promise<void> => {
+      for (let i = 0; i < 100 && raws.some((r) => !(r as net.Socket).destroyed); i++) await sleep(0.02);
+      expect(raws.map((r) => (r as net.Socket).destroyed)).toEqual(raws.map(() => true));
+    };
+    /** serve with `handler` (after the wrap); a client that sends 'stop\n' ends it through StopServe. */
+    const server = async (
+      handler: (s: GreenSocket, line: string) => Promise<void>,
+    ): Promise<[GreenSocket, [string, number], ReturnType<typeof spawn<[], void>>]> => {
+      const l = await listen(['127.0.0.1', 0]);
+      const addr = l.getsockname() as [string, number];
+      const gt = spawn(serve, l, async (c: GreenSocket) => {
+        const s = await wrapSsl(c, keys());
+        raws.push(c.raw, s.raw);
+        // read a line and leave the file open, as a handler written the Python way does
+        const line: string = await s.makefile('r').readline();
+        if (line === 'stop\n') throw new StopServe();
+        await handler(s, line);
+      }) as any;
+      return [l, addr, gt];
+    };
+    const stop = async (addr: [string, number]): Promise<void> => {
+      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+      await c.sendall('stop\n');
+      expect((await c.recv(10)).length).toBe(0);
+      c.close();
+    };
+    /** The client's next recv() after the reply: EOF, within a bound (the bug: it waited forever). */
+    const eof = (c: GreenSocket): Promise<number> => withTimeout(5, () => c.recv(10)).then((b) => b.length);
+
+    it('the handler reads a line, sendalls a reply and closes: the client gets the reply, then EOF', async () => {
+      const [l, addr, gt] = await server(async (s, line) => {
+        await s.sendall(`got ${line}`);
+        s.close();
+      });
+      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+      await c.sendall('hello\n');
+      const f = c.makefile('r');
+      expect(await f.readline()).toBe('got hello\n');
+      f.close();
+      expect(await eof(c)).toBe(0);
+      c.close();
+      await stop(addr);
+      await gt.wait(); // serve returned through StopServe
+      await allClosed();
+      l.close();
+    });
+
+    it('a plain tls.connect client gets every byte of a large reply, then end', async () => {
+      const data = payload(4 * 1024 * 1024);
+      const [l, addr, gt] = await server(async (s) => {
+        await s.sendall(data);
+        s.close();
+      });
+      const t = tls.connect({ host: addr[0], port: addr[1], ca: certs.caCert, servername: 'localhost' });
+      t.on('error', () => {});
+      const got = await until(
+        new Promise<[string, Buffer[]]>((resolve) => {
+          const parts: Buffer[] = [];
+          t.once('secureConnect', () => {
+            t.write('send\n');
+            // read slowly at first, so the server's close comes while its reply is still queued
+            t.pause();
+            setTimeout(() => t.resume(), 200);
+          });
+          t.on('data', (d: Buffer) => parts.push(d));
+          t.on('end', () => resolve(['end', parts]));
+          t.on('close', () => resolve(['close without end', parts]));
+        }),
+      );
+      expect(got[0]).toBe('end');
+      expect(sha(got[1])).toBe(sha(data));
+      t.end();
+      await stop(addr);
+      await gt.wait();
+      await allClosed();
+      l.close();
+    });
+
+    it('a handler that returns without closing: serve closes the TLS socket gracefully', async () => {
+      const [l, addr, gt] = await server(async (s, line) => {
+        await s.sendall(`got ${line}`);
+      });
+      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+      await c.sendall('hello\n');
+      expect((await c.recv(100)).toString()).toBe('got hello\n');
+      expect(await eof(c)).toBe(0);
+      c.close();
+      await stop(addr);
+      await gt.wait();
+      await allClosed();
+      l.close();
+    });
+
+    it('shutdown(SHUT_WR) ends the TLS write side only: the client sees EOF, the server socket stays open', async () => {
+      const [l, addr, gt] = await server(async (s, line) => {
+        await s.sendall(`got ${line}`);
+        s.shutdown(SHUT_WR);
+        await expect(s.sendall('late')).rejects.toMatchObject({ code: 'EPIPE' });
+        // not closed by its shutdown: the read side still works, and sees the client's own end
+        expect((await s.recv(10)).length).toBe(0);
+        s.close();
+      });
+      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+      await c.sendall('hello\n');
+      expect((await c.recv(100)).toString()).toBe('got hello\n');
+      expect(await eof(c)).toBe(0);
+      c.close();
+      await stop(addr);
+      await gt.wait();
+      await allClosed();
+      l.close();
+    });
+
+    it('a file of the plain socket closed after the wrap leaves the TLS connection alone', async () => {
+      const l = await listen(['127.0.0.1', 0]);
+      const addr = l.getsockname() as [string, number];
+      const data = payload(1024 * 1024);
+      const gt = spawn(serve, l, async (c: GreenSocket) => {
+        const plainFile = c.makefile('rw');
+        await plainFile.write('220 ready\r\n');
+        await plainFile.flush();
+        const s = await wrapSsl(c, keys());
+        raws.push(c.raw, s.raw);
+        await s.sendall(data);
+        plainFile.close(); // a stale file: the connection is the TLS socket's now
+        s.close();
+        throw new StopServe();
+      });
+      const plain = await connect(addr);
+      expect((await plain.recv(100)).toString()).toBe('220 ready\r\n');
+      const c = await wrapSsl(plain, { ca: certs.caCert, servername: 'localhost' });
+      const parts: Buffer[] = [];
+      for (;;) {
+        const b = await withTimeout(5, () => c.recv(65536));
+        if (b.length === 0) break;
+        parts.push(b);
+      }
+      expect(sha(parts)).toBe(sha(data));
+      c.close();
+      await gt.wait();
+      await allClosed();
+      l.close();
+    });
   });
 
   it('errors: the old socket is unusable after wrapping; wrong sides are refused', async () => {

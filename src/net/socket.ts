@@ -153,6 +153,10 @@ export class GreenSocket {
   /** @internal */ _fileRefs = 0;
   /** @internal The host name it was connected to (wrapSsl's default servername). */
   _host: string | undefined = undefined;
+  /** @internal Handed to wrapSsl: the raw socket is no longer ours. */
+  _detached = false;
+  /** @internal The socket wrapSsl made of this one (serve closes that one when the handler returns). */
+  _successor: GreenSocket | null = null;
   private _listening: boolean;
   private _chunks: (Buffer | undefined)[] = [];
   private _head = 0;
@@ -603,6 +607,12 @@ export class GreenSocket {
 
   /** @internal Closes now, even with makefile() files open (serve's end of a handler). */
   _closeNow(): void {
+    if (this._detached) {
+      // The handler wrapped its client (STARTTLS): what is left to close is the TLS socket.
+      this._fileRefs = 0;
+      this._successor?._closeNow();
+      return;
+    }
     const wasOpen = !this._closed || this._fileRefs > 0;
     this._closed = true;
     this._fileRefs = 0;
@@ -615,6 +625,8 @@ export class GreenSocket {
     this._failAll(err, null);
     this._chunks = [];
     this._head = this._bufLen = 0;
+    // A file of a socket wrapSsl took over, closed late: the raw socket carries TLS now, not ours to end.
+    if (this._detached) return;
     if (this._listening) {
       const srv = this.raw as net.Server;
       closeServer(srv);
@@ -734,6 +746,7 @@ export class GreenSocket {
 
   /** @internal Detaches from the raw socket (wrapSsl takes it over). */
   _detach(): void {
+    this._detached = true;
     const raw = this.raw as Any;
     if (this._listening) {
       raw.off('connection', onConnection);

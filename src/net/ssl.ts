@@ -74,6 +74,7 @@ export async function wrapSsl(sock: GreenSocket, opts: WrapSslOptions = {}): Pro
   raw.allowHalfOpen = false;
   const t = tlsModule().connect({ ...options, socket: raw });
   const g = new GreenSocket(t);
+  sock._successor = g;
   g._host = host;
   g.settimeout(timeout);
   await g._waitFor('secureConnect', 'wrapSsl.handshake');
@@ -133,6 +134,7 @@ async function wrapAccepted(sock: GreenSocket, options: tls.TlsOptions): Promise
     throw new SSLError(`wrapSsl: client certificate rejected (${code})`, code);
   }
   const g = new GreenSocket(t);
+  sock._successor = g; // serve closes its client: that is this socket now
   g.settimeout(timeout);
   g._readPeer();
   return g;
@@ -151,6 +153,7 @@ function wrapServer(sock: GreenSocket, options: tls.TlsOptions): GreenSocket {
   (server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = false;
   const tlsServer = tlsModule().createServer(options);
   const g = new GreenSocket(server);
+  sock._successor = g;
   g.settimeout(timeout);
   // Connections go through the TLS server (which runs the handshake) before they reach accept().
   server.off('connection', _internal.onConnection);
