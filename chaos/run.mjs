@@ -227,7 +227,7 @@ const acceptLock = new Semaphore(1);
 
 Object.assign(portNames, { [HTTP_PORT]: 'the http server', [ECHO_PORT]: 'the echo server', [TLS_PORT]: 'the TLS echo server', [ACCEPT_PORT]: 'the GreenSocket listener' });
 const PG = { host: process.env.PGHOST, port: Number(process.env.PGPORT), user: process.env.PGUSER, database: process.env.PGDATABASE, password: process.env.PGPASSWORD };
-const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT) };
+const REDIS = { host: process.env.REDIS_HOST, port: Number(process.env.REDIS_PORT), username: process.env.REDIS_USER, password: process.env.REDIS_PASSWORD };
 const MYSQL = { host: process.env.MYSQL_HOST, port: Number(process.env.MYSQL_PORT), user: process.env.MYSQL_USER, password: process.env.MYSQL_PASSWORD, database: process.env.MYSQL_DATABASE };
 // The servers offer TLS (a self-signed certificate): half of the pg and mysql2 clients use it, so the client
 // swaps its socket for a TLS one started on it mid-handshake.

@@ -230,29 +230,63 @@ export async function startPostgres(): Promise<PgServer> {
 
 export function redisAvailability(): Availability {
   if (which('redis-server') === null) return { ok: false, reason: 'redis-server not found: apt-get install redis-server' };
+  if (!redisHasTls()) return { ok: false, reason: 'this redis-server was built without TLS (Debian\'s has it): the tests run it as in production, with TLS offered' };
   return { ok: true, reason: '' };
+}
+
+/** Built with TLS: asked for a TLS port without a certificate, it complains about the certificate, not the option. */
+function redisHasTls(): boolean {
+  const r = spawnSync('redis-server', ['--port', '0', '--tls-port', '1'], { encoding: 'utf8', timeout: 10_000 });
+  return /tls-cert-file/i.test(`${r.stdout}${r.stderr}`);
 }
 
 export interface RedisServer {
   host: string;
   port: number;
+  /** The same server over TLS (its certificate: `ca`, for 127.0.0.1 and localhost). */
+  tlsPort: number;
+  /** An ACL user (all commands, all keys); the default user has `requirepass` set: as in production, nobody gets in without a password. */
+  user: string;
+  password: string;
+  /** PEM of the server's self-signed certificate. */
+  ca: string;
   url: string;
+  /**
+   * As environment variables for fixtures: REDIS_HOST, REDIS_PORT, REDIS_TLS_PORT, REDIS_USER, REDIS_PASSWORD,
+   * REDIS_CA (a file).
+   */
   env: Record<string, string>;
   process: ChildProcess;
   stop(): Promise<void>;
 }
 
-/** redis-server in the foreground on a free port, no persistence, its dir a temp dir. */
+const REDIS_PASSWORD = 'evy-test';
+
+/**
+ * redis-server in the foreground on a free port, no persistence, its dir a temp dir. Production-like: the
+ * default user needs a password (`requirepass`), an ACL user `evy` has its own, and TLS is offered on a second
+ * port (Debian's redis-server is built with TLS).
+ */
 export async function startRedis(): Promise<RedisServer> {
   const a = redisAvailability();
   if (!a.ok) throw new Error(a.reason);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-redis-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ca = readFileSync(path.join(dir, 'tls.crt'), 'utf8');
+  const user = 'evy';
   let lastErr = '';
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
+    const tlsPort = await freePort();
     const child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'],
+      [
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning',
+        '--requirepass', REDIS_PASSWORD,
+        '--user', user, 'on', `>${REDIS_PASSWORD}`, '~*', '&*', '+@all',
+        '--tls-port', String(tlsPort), '--tls-cert-file', path.join(dir, 'tls.crt'), '--tls-key-file', path.join(dir, 'tls.key'), '--tls-auth-clients', 'no',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -268,7 +302,7 @@ export async function startRedis(): Promise<RedisServer> {
     try {
       await waitFor('redis-server', 15_000, async () => {
         if (exited) throw new Error('exited');
-        return canConnect(port);
+        return (await canConnect(port)) && (await canConnect(tlsPort));
       });
     } catch {
       cleanups.delete(killSync);
@@ -280,8 +314,19 @@ export async function startRedis(): Promise<RedisServer> {
     return {
       host,
       port,
-      url: `redis://${host}:${port}`,
-      env: { REDIS_HOST: host, REDIS_PORT: String(port) },
+      tlsPort,
+      user,
+      password: REDIS_PASSWORD,
+      ca,
+      url: `redis://${user}:${REDIS_PASSWORD}@${host}:${port}`,
+      env: {
+        REDIS_HOST: host,
+        REDIS_PORT: String(port),
+        REDIS_TLS_PORT: String(tlsPort),
+        REDIS_USER: user,
+        REDIS_PASSWORD,
+        REDIS_CA: path.join(dir, 'tls.crt'),
+      },
       process: child,
       async stop() {
         cleanups.delete(killSync);
@@ -457,14 +502,15 @@ export interface FixtureResult {
 
 /**
  * Runs `fixtures/real/<name>` as `node --import evy/register <file>` (the way an app runs under evy) with
- * `env` added; kills it after `timeoutMs`. The fixture prints its findings as one JSON line last.
+ * `env` added and `args` after the file; kills it after `timeoutMs`. The fixture prints its findings as one
+ * JSON line last.
  */
-export async function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = []): Promise<FixtureResult> {
+export async function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = [], args: string[] = []): Promise<FixtureResult> {
   const root = await snapshot();
   const file = path.join(root, 'fixtures', 'real', name);
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'evy/register', ...nodeArgs, file], {
+    const child = spawn(process.execPath, ['--import', 'evy/register', ...nodeArgs, file, ...args], {
       cwd: root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
