@@ -3,9 +3,10 @@
 // through chaos/main.mjs (npm run chaos), which starts PostgreSQL/Redis/MariaDB and runs this file as
 //   node --expose-gc --import ./register.mjs chaos/run.mjs --seed N --injections N
 //
-// Every operation is recorded with the thread that ran it. A failure only counts as collateral when that
-// thread was never aimed at by a kill and never had a deadline, and the shared handle it used was not
-// legitimately destroyed (a kill of a thread that had its own operation in flight on it: see `doom`).
+// Every operation is recorded with the thread that ran it, and every failure, kill, deadline and doom with the
+// moment it happened. A failure is explained only by something that came before it (chaos/classify.mjs): its
+// own thread's kill or fired deadline (expected), or a kill that legitimately destroyed the shared handle it
+// used (excused: see `doom`). Anything else is collateral.
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -20,6 +21,7 @@ import pg from 'pg';
 import Redis from 'ioredis';
 import mysql from 'mysql2/promise';
 import * as evy from 'evy';
+import { classifyFailure } from './classify.mjs';
 
 const { spawn, spawnAfter, sleep, until, Timeout, withTimeout, GreenletExit, GreenPool, GreenPile, Queue, Event, Semaphore, unowned } = evy;
 
@@ -54,8 +56,10 @@ const PG_TLS_MODE = tlsMode('pg-tls');
 const MYSQL_TLS_MODE = tlsMode('mysql-tls');
 const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
-if (SABOTAGE !== null && !COUNTERS.includes(SABOTAGE)) {
-  console.error(`--sabotage must be one of ${COUNTERS.join(', ')}`);
+// Each sabotage mode (see sabotage() and docs/chaos.md) and the one counter it must move.
+const SABOTAGES = { ...Object.fromEntries(COUNTERS.map((c) => [c, c])), 'kill-shared': 'collateral' };
+if (SABOTAGE !== null && !(SABOTAGE in SABOTAGES)) {
+  console.error(`--sabotage must be one of ${Object.keys(SABOTAGES).join(', ')}`);
   process.exit(2);
 }
 for (const k of ['PGHOST', 'PGPORT', 'REDIS_PORT', 'MYSQL_HOST', 'MYSQL_PORT', 'MYSQL_USER', 'CHAOS_CA', 'CHAOS_KEY', 'CHAOS_CERT']) {
@@ -214,6 +218,9 @@ const echoServer = unowned(() => net.createServer(echoHandler));
 const tlsServer = unowned(() =>
   tls.createServer({ key: fs.readFileSync(process.env.CHAOS_KEY), cert: fs.readFileSync(process.env.CHAOS_CERT) }, echoHandler),
 );
+// The TCP socket under each TLS connection too: that is the handle the leak check sees.
+echoServer.on('connection', track);
+tlsServer.on('connection', track);
 const listenOn = (srv) => new Promise((r) => srv.listen(0, '127.0.0.1', () => r(srv.address().port)));
 const HTTP_PORT = await unowned(() => listenOn(httpServer));
 const ECHO_PORT = await unowned(() => listenOn(echoServer));
@@ -245,12 +252,12 @@ function madeClient(gen, ti, budget) {
   // a setup begun after the kill, destroying it once it has been quiet for 50 ms unless another thread starts
   // a request on it (docs/patching.md). Threads that only await its connect() in JavaScript are invisible to
   // evy: a slow handshake can cost them the connection, and that is the documented limit, not collateral.
-  if (ti.killed || evy.getcurrent().signal.aborted) {
+  const afterKill = ti.killed || evy.getcurrent().signal.aborted;
+  if (afterKill) {
     madeAfterKill++;
-    gen.doomed = true;
-    (gen.doomedBy ??= []).push(`#${ti.id} (made it after its own kill: its setup is abandoned)`);
+    gen.dooms.push({ at: performance.now(), by: `#${ti.id} (made it after its own kill: its setup is abandoned)` });
   }
-  if (VERBOSE) console.error(`chaos: ${gen.createdBy} creates a ${gen.kind} (retired after ${budget} operations)${gen.doomed ? ' after its own kill' : ''}`);
+  if (VERBOSE) console.error(`chaos: ${gen.createdBy} creates a ${gen.kind} (retired after ${budget} operations)${afterKill ? ' after its own kill' : ''}`);
 }
 Object.assign(portNames, { [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' });
 let agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
@@ -264,7 +271,11 @@ class ThreadInfo {
     this.scenario = scenario;
     this.role = role; // survivor | victim | deadline
     this.killed = false; // a kill (kill, killall, cancel, withTimeout expiry) was aimed at it
+    this.killedAt = undefined; // performance.now() of the first one: what failed before it is not its doing
+    // The kind of deadline it runs under (launchDeadline: 'withTimeout', 'Timeout'; true for a retry loop), for
+    // the scenarios' choices. Whether and when it fired is `firedAt` (a withTimeout's firing is a kill: killedAt).
     this.deadline = role === 'deadline';
+    this.firedAt = undefined;
     this.useUntil = role === 'deadline' || chance(0.3); // foreign awaits through evy.until
     this.inflight = new Set(); // shared-handle generations it has an operation outstanding on
     this.failures = [];
@@ -275,18 +286,28 @@ class ThreadInfo {
   }
 }
 
-/** A shared handle's incarnation: `doomed` when a kill legitimately destroyed it (its owner was killed mid-operation). */
+/**
+ * A shared handle's incarnation. `dooms`: the kills that may legitimately have destroyed it, each with its
+ * moment (a kill of a thread with an operation outstanding on it: evy destroys a connection its only user's
+ * kill interrupts). `doomable` false: no kill may ever destroy it (a GreenSocket another thread made).
+ */
 class Gen {
-  constructor(kind) {
+  constructor(kind, { doomable = true } = {}) {
     this.kind = kind;
-    this.doomed = false;
+    this.doomable = doomable;
+    this.dooms = [];
   }
 }
 
-/** The thread `ti` is being killed: the shared handles it has an operation on may legitimately die. */
-function doom(ti, why) {
+/**
+ * A kill is aimed at `ti` now (call it before the kill itself): what `ti` fails from now on is expected, and
+ * the shared handles it has an operation outstanding on may legitimately die from now on.
+ */
+function doom(ti, why, at = performance.now()) {
   ti.killed = true;
-  for (const g of ti.inflight) if (!g.noDoom?.(why)) (g.doomed = true), (g.doomedBy ??= []).push(`#${ti.id} (${why}, op ${ti.op ?? '-'})`);
+  ti.killedAt ??= at;
+  for (const g of ti.inflight) if (g.doomable && !g.dooms.some((d) => d.id === ti.id)) g.dooms.push({ at, id: ti.id, by: `#${ti.id} (${why}, op ${ti.op ?? '-'})` });
+  if (SABOTAGE === 'kill-shared') killShared(ti);
 }
 
 const aw = (ti, p) => (ti.useUntil ? until(p) : p);
@@ -295,13 +316,15 @@ const aw = (ti, p) => (ti.useUntil ? until(p) : p);
 const killable = (ti) => ti.role === 'victim' || ti.deadline === 'withTimeout';
 
 /**
- * Runs one operation for `ti`; a failure is recorded (classified at the end of the wave) and rethrown.
- * `note` (optional) is filled in by `fn`: `queued` once its command was handed to a live watched client.
+ * Runs one operation for `ti`; a failure is recorded with its moment (classified at the end of the wave) and
+ * rethrown. `note` (optional) is filled in by `fn` when it hands its request to `gen`'s connection: `sentAt`
+ * (performance.now()) if that connection was still open, and `queued` for a watched client (pg, mysql2).
  */
 async function op(ti, kind, fn, gen = null, note = null) {
   stats.ops++;
   stats.kinds[kind] = (stats.kinds[kind] ?? 0) + 1;
   ti.op = kind;
+  ti.opAt = performance.now();
   if (gen) ti.inflight.add(gen);
   try {
     const r = await fn();
@@ -309,9 +332,9 @@ async function op(ti, kind, fn, gen = null, note = null) {
   } catch (e) {
     stats.opsFailed++;
     stats.kindsFailed[kind] = (stats.kindsFailed[kind] ?? 0) + 1;
-    ti.failures.push({ kind, err: e, gen, note });
+    ti.failures.push({ kind, err: e, gen, note, at: performance.now() });
     // A killed thread's detached code can still fail after its wave was classified: classify it now.
-    if (ti.classified) classifyFailure(ti, ti.failures[ti.failures.length - 1]);
+    if (ti.classified) classifyOne(ti, ti.failures[ti.failures.length - 1]);
     ti.lastFailedOp = gen ? `${kind} on a ${gen.kind}` : kind;
     if (e !== null && typeof e === 'object' && !seenAt.has(e)) seenAt.set(e, `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}) op ${kind}`);
     throw e;
@@ -553,6 +576,7 @@ function sharedMysqlPool() {
 function clientSend(note, c, send) {
   const st = c.connection.stream;
   note.queued = !st.destroyed && st._parent?.destroyed !== true;
+  if (note.queued) note.sentAt = performance.now();
   return send();
 }
 
@@ -620,6 +644,12 @@ function sharedRedis() {
   return redisShared;
 }
 
+/** ioredis writes a command at once when its connection is ready; otherwise it queues it, to be written later from a callback. */
+function redisSend(note, client, send) {
+  if (client.status === 'ready' && client.stream?.writable === true) note.sentAt = performance.now();
+  return send();
+}
+
 async function redisScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
     const s = sharedRedis();
@@ -630,16 +660,20 @@ async function redisScenario(ti) {
       ['pushpop', 2],
       ['blpop-empty', killable(ti) ? 2 : 0],
     ]);
+    const redisOp = (kind, send) => {
+      const note = {};
+      return op(ti, kind, () => aw(ti, redisSend(note, s.client, send)), s.gen, note);
+    };
     if (what === 'setget') {
-      await op(ti, 'redis.set', () => aw(ti, s.client.set(key, v, 'EX', 60)), s.gen);
-      check((await op(ti, 'redis.get', () => aw(ti, s.client.get(key)), s.gen)) === v, 'redis get value');
+      await redisOp('redis.set', () => s.client.set(key, v, 'EX', 60));
+      check((await redisOp('redis.get', () => s.client.get(key))) === v, 'redis get value');
     } else if (what === 'pushpop') {
-      await op(ti, 'redis.lpush', () => aw(ti, s.client.lpush(key, v)), s.gen);
-      const r = await op(ti, 'redis.blpop', () => aw(ti, s.client.blpop(key, 1)), s.gen);
+      await redisOp('redis.lpush', () => s.client.lpush(key, v));
+      const r = await redisOp('redis.blpop', () => s.client.blpop(key, 1));
       check(r !== null && r[1] === v, 'redis blpop value');
     } else {
       // A short blocking pop on a key nobody pushes to: the connection is busy while the kill lands.
-      await op(ti, 'redis.blpop.empty', () => aw(ti, s.client.blpop(`${key}:empty`, 0.05)), s.gen);
+      await redisOp('redis.blpop.empty', () => s.client.blpop(`${key}:empty`, 0.05));
     }
   }
 }
@@ -650,6 +684,7 @@ let lineShared = null;
 class LineConn {
   constructor(port, useTls) {
     this.gen = new Gen('net.line');
+    allLineConns.add(this);
     this.pending = new Map();
     this.nextId = 0;
     this.expect = 1;
@@ -664,6 +699,7 @@ class LineConn {
     this.sock.on('error', () => {});
     this.sock.on('data', (d) => this.onData(d));
     this.sock.on('close', () => {
+      allLineConns.delete(this);
       if (lineShared === this) lineShared = null;
       for (const [, p] of this.pending) p.reject(new Error('shared line connection closed'));
       this.pending.clear();
@@ -686,20 +722,30 @@ class LineConn {
       p.resolve(payload);
     }
   }
-  request(payload, delay) {
+  /** Sends one line for thread `ti` (null: the harness's own); `note.sentAt` if the socket was still open. */
+  request(payload, delay, ti = null, note = {}) {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { payload, resolve, reject });
+      this.pending.set(id, { payload, resolve, reject, ti });
+      if (!this.sock.destroyed) note.sentAt = performance.now();
       this.sock.write(`${id} ${delay} ${payload}\n`);
     });
   }
+  /** Threads with a request written and not yet answered. */
+  waiting() {
+    return new Set([...this.pending.values()].map((p) => p.ti).filter((t) => t !== null));
+  }
 }
+/** Every line connection made (the kill-shared sabotage looks for one the killed thread waits on). */
+const allLineConns = new Set();
 async function lineScenario(ti) {
   for (let k = rint(1, 4); k > 0; k--) {
     if (lineShared === null) lineShared = new LineConn(ECHO_PORT, false);
     const c = lineShared;
     const payload = `shared-line-${ti.id}-${k}-${crypto.randomBytes(4).toString('hex')}`;
-    const got = await op(ti, 'net.line', () => aw(ti, c.ready.then(() => c.request(payload, rint(0, 3) === 0 ? rint(1, 20) : 0))), c.gen);
+    const delay = rint(0, 3) === 0 ? rint(1, 20) : 0;
+    const note = {};
+    const got = await op(ti, 'net.line', () => aw(ti, c.ready.then(() => c.request(payload, delay, ti, note))), c.gen, note);
     check(got === payload, 'net line echo');
   }
 }
@@ -713,8 +759,9 @@ class GreenLine {
   constructor(mode) {
     allGreenLines.push(this);
     this.mode = mode; // 'recv' (own buffer over recv) | 'file' (makefile().readline())
-    this.gen = new Gen(`GreenSocket.${mode}`);
-    this.gen.noDoom = (why) => why !== 'kill'; // a Timeout (or withTimeout) must never destroy it
+    // Made by a thread of its own (below): a kill or Timeout of a thread waiting on it only interrupts that
+    // wait (docs/patching.md, GreenSockets), so no failure on it is ever excused.
+    this.gen = new Gen(`GreenSocket.${mode}`, { doomable: false });
     this.lock = new Semaphore(1);
     this.nextId = 0;
     this.expect = 1;
@@ -1033,6 +1080,8 @@ async function retryLoopScenario(ti) {
   const overallS = rand() * 0.05 + 0.01;
   const t0 = performance.now();
   const overall = new Timeout(overallS);
+  let firedAt;
+  onFire(overall, () => (firedAt = performance.now()));
   stats.injections++;
   let attempts = 0;
   try {
@@ -1040,7 +1089,14 @@ async function retryLoopScenario(ti) {
       const attempt = new Timeout(rand() * 0.01 + 0.001);
       try {
         await foreignDelay(rint(0, 12)); // a foreign await: Timeouts that fire now are delivered at the next evy wait
+        const waitAt = performance.now();
         await sleep(0.002);
+        // Checked by the order of events, not by the clock (a loaded machine delays every timer): a Timeout that
+        // fired before this evy wait began had to be thrown by it.
+        if (firedAt !== undefined && firedAt <= waitAt) {
+          count('unsettled', `retry loop #${ti.id}: overall Timeout fired ${(waitAt - firedAt).toFixed(1)} ms before an evy wait that returned normally (attempt ${attempts})`);
+          return;
+        }
       } catch (e) {
         if (e !== attempt) throw e;
         stats.injections++; // an attempt's Timeout that fired (armed ones that did not fire are not counted)
@@ -1052,7 +1108,7 @@ async function retryLoopScenario(ti) {
   } catch (e) {
     if (e !== overall) throw e;
     const late = (performance.now() - t0) / 1000 - overallS;
-    if (late > 1) count('unsettled', `retry loop #${ti.id}: overall Timeout delivered ${late.toFixed(2)} s late`);
+    if (late > 5) count('unsettled', `retry loop #${ti.id}: overall Timeout delivered ${late.toFixed(2)} s late`);
   } finally {
     overall.cancel();
   }
@@ -1301,9 +1357,11 @@ async function wave(w) {
         ? `; agent sockets busy with [${Object.values(agentBefore.sockets).flat().map((k) => `${k._httpMessage?.path ?? 'no request'}${k.destroyed ? ' (destroyed)' : ''}`).join(', ')}], ${Object.values(agentBefore.requests).flat().length} queued`
         : '';
       count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}${agentState}`);
-      // The op it is stuck in failed (a missing reply): collateral if the thread was clean.
-      if (!t.ti.killed && !t.ti.deadline) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null });
-      t.ti.killed = true; // the harness's own clean-up kill: what fails after is expected
+      // The op a clean thread is stuck in failed (a missing reply), as of when it started: collateral unless a
+      // doom before that explains it. (A stuck killed thread is unsettled only; a withTimeout caller's child,
+      // `sub`, is classified itself.)
+      if (t.ti.sub === undefined && t.ti.killedAt === undefined && t.ti.firedAt === undefined) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null, at: t.ti.opAt ?? t0w });
+      doom(t.ti, 'clean-up kill'); // the harness's own clean-up kill: what fails after is expected
       replaceJammed(t.ti.op ?? '');
       void watch(gt.kill(), `clean-up kill() of stuck #${t.ti.id}`);
     }
@@ -1374,24 +1432,20 @@ const jammed = [];
 function classify(infos) {
   for (const ti of infos) {
     ti.classified = true;
-    for (const f of ti.failures) classifyFailure(ti, f);
+    for (const f of ti.failures) classifyOne(ti, f);
   }
 }
 const isKillError = (e) => e instanceof GreenletExit || e instanceof KillError || e instanceof Timeout;
-function classifyFailure(ti, f) {
-  // A watched client (pg, mysql2): once a thread's command is in the client's queue, no other thread's kill may
-  // destroy the connection (evy sees the queue). Dying of another thread's kill error then is collateral.
-  const queuedThenKilled = f.note?.queued === true && isKillError(f.err);
-  if (ti.killed || ti.deadline) stats.expected++;
-  else if (f.gen?.doomed && !queuedThenKilled) {
+/** Counts one failure as expected, excused or collateral (the rule: chaos/classify.mjs). */
+function classifyOne(ti, f) {
+  const c = classifyFailure(ti, f, isKillError);
+  if (c.verdict === 'expected') stats.expected++;
+  else if (c.verdict === 'excused') {
     stats.excused++;
-    if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario}: ${f.kind} failed on a ${f.gen.kind} doomed by ${f.gen.doomedBy.join(', ')}: ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
+    if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario}: ${f.kind} failed on a ${f.gen.kind} (${c.why}, ${(f.at - c.doom.at).toFixed(1)} ms earlier): ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
   } else {
-    const creator = f.gen?.createdBy ? `; it was created by ${f.gen.createdBy}` : '';
-    const why = queuedThenKilled
-      ? ` on a ${f.gen?.kind}: it died of another thread's kill although its command was already in the client's queue${creator}${f.gen?.doomedBy ? `; kills aimed at threads using it: ${f.gen.doomedBy.join(', ')}` : ''}`
-      : f.gen ? ` on a ${f.gen.kind}${creator}` : '';
-    count('collateral', `#${ti.id} ${ti.scenario} (never killed, no deadline): ${f.kind} failed${why}${where(f.err)}`, f.err);
+    const on = f.gen ? ` on a ${f.gen.kind}${f.gen.createdBy ? ` (created by ${f.gen.createdBy})` : ''}` : '';
+    count('collateral', `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}): ${f.kind} failed${on}, explained by nothing before it${c.why ? `: ${c.why}` : ''}${where(f.err)}`, f.err);
   }
 }
 
@@ -1471,6 +1525,23 @@ function launchVictim(ti, name, fn, P, launch, pool, threads) {
   }
 }
 
+/**
+ * Calls `cb` at the moment `t` fires. evy has no public hook for that, so the harness wraps the internal
+ * `_fire` its timer calls (checked at startup: if it is ever renamed, the harness stops instead of leaving
+ * every failure under a Timeout unexplained).
+ */
+function onFire(t, cb) {
+  const fire = t._fire;
+  t._fire = function () {
+    cb();
+    return fire.call(this);
+  };
+}
+if (typeof Timeout.prototype._fire !== 'function') {
+  console.error('chaos/run.mjs: evy Timeout has no _fire method any more: update onFire()');
+  process.exit(2);
+}
+
 function launchDeadline(ti, name, fn, P, launch) {
   if (name === 'retryLoop') return launch(ti, fn, P);
   const how = weighted([
@@ -1482,14 +1553,16 @@ function launchDeadline(ti, name, fn, P, launch) {
   if (how === 'withTimeout') {
     ti.deadline = 'withTimeout'; // the child is killed at the deadline: anything may be in flight
     const caller = new ThreadInfo(`${name}/withTimeout-caller`, 'survivor');
-    caller.deadline = true;
-    caller.sub = ti;
+    caller.sub = ti; // the caller runs no op itself: its child's failures are classified as the child's
     return launch(caller, async () => {
       const t0 = performance.now();
       try {
         await withTimeout(s, async () => {
           ti.started = true;
           live.add(ti);
+          // The deadline kills this child: its signal aborts at that moment, before evy destroys what it owns.
+          const signal = evy.getcurrent().signal;
+          signal.addEventListener('abort', () => doom(ti, 'withTimeout'), { once: true });
           try {
             return await fn(ti, P);
           } finally {
@@ -1497,14 +1570,8 @@ function launchDeadline(ti, name, fn, P, launch) {
           }
         });
       } catch (e) {
-        if (e instanceof Timeout) {
-          stats.fired++;
-          doom(ti, 'withTimeout'); // for the shared handles: a withTimeout may destroy what it had in flight
-          // An op that already died of this deadline left `inflight` before withTimeout returned: its handle too.
-          for (const f of ti.failures) {
-            if (f.err === e && f.gen && !f.gen.noDoom?.('withTimeout')) (f.gen.doomed = true), (f.gen.doomedBy ??= []).push(`#${ti.id} (withTimeout, op ${f.kind})`);
-          }
-        } else if (!ti.failures.length && !(e instanceof GreenletExit)) throw e;
+        if (e instanceof Timeout) stats.fired++;
+        else if (!ti.failures.length && !(e instanceof GreenletExit)) throw e;
       }
       const late = (performance.now() - t0) / 1000 - s;
       if (late > 5) count('unsettled', `withTimeout(${s.toFixed(3)}) around ${name} returned ${late.toFixed(1)} s late`);
@@ -1516,14 +1583,15 @@ function launchDeadline(ti, name, fn, P, launch) {
   return launch(ti, async () => {
     const t0 = performance.now();
     const t = new Timeout(s);
+    // A Timeout only interrupts the thread's evy waits and destroys nothing (docs/patching.md), so it dooms no
+    // shared handle: it only explains this thread's own failures from the moment it fires.
+    onFire(t, () => (ti.firedAt = performance.now()));
     seenAt.set(t, `the Timeout(${s.toFixed(4)}) of #${ti.id} ${ti.scenario}`);
     try {
       await fn(ti, P);
     } catch (e) {
-      if (e === t) {
-        stats.fired++;
-        for (const g of ti.inflight) if (!g.noDoom?.('Timeout')) (g.doomed = true), (g.doomedBy ??= []).push(`#${ti.id} (Timeout)`);
-      } else if (!ti.failures.length) throw e;
+      if (e === t) stats.fired++;
+      else if (!ti.failures.length) throw e;
     } finally {
       t.cancel();
     }
@@ -1533,6 +1601,21 @@ function launchDeadline(ti, name, fn, P, launch) {
 }
 
 // ---- sabotage: make each counter fail on purpose (proves the harness can see it) ---------------------
+let sabotaged = 0;
+/**
+ * --sabotage kill-shared, at every kill: what `useSocket` in src/patching/net.ts does without its rule that two
+ * threads' requests outstanding at once make a connection shared. A kill of a thread waiting on a line
+ * connection destroys it although another live thread's request is outstanding on it too.
+ */
+function killShared(ti) {
+  for (const c of allLineConns) {
+    const waiting = c.waiting();
+    if (!waiting.has(ti) || ![...waiting].some((t) => t !== ti && !t.returned)) continue;
+    sabotaged++;
+    if (VERBOSE) console.error(`chaos: sabotage kill-shared: the kill of #${ti.id} destroys a line connection threads ${[...waiting].map((t) => `#${t.id}`).join(', ')} wait on`);
+    c.sock.destroy();
+  }
+}
 async function sabotage() {
   if (SABOTAGE === 'collateral') {
     // Destroy the shared line connection under a clean thread's request, as a buggy kill would.
@@ -1576,6 +1659,32 @@ async function sabotage() {
     await checkWait(ti, { wait: () => Promise.reject(new Error('sabotage: a secondary error instead of the kill')) });
   } else if (SABOTAGE === 'leaked') {
     unowned(() => setInterval(() => {}, 60_000)); // never cleared
+    // And a client socket nobody destroys, as a kill that failed to would leave: it must be counted although
+    // the echo server's end would close it the moment the harness's servers go.
+    const sock = unowned(() => net.connect(ECHO_PORT, '127.0.0.1'));
+    sock.on('error', () => {});
+    await new Promise((r) => sock.once('connect', r));
+  } else if (SABOTAGE === 'kill-shared') {
+    // Two threads with a line request outstanding at once on one connection (the echo waits 300 ms), then a kill
+    // of one: killShared (called by injectKill) destroys the connection under the other, as evy did without its
+    // shared-connection rule. The survivor's failure follows the victim's doom, but its request was already on
+    // the connection: collateral. The same happens in the waves when they run (--injections > 0).
+    lineShared ??= new LineConn(ECHO_PORT, false);
+    const c = lineShared;
+    await c.ready;
+    const line = async (t) => {
+      const note = {};
+      return op(t, 'net.line', () => c.request(`shared-line-sabotage-${t.id}`, 300, t, note), c.gen, note);
+    };
+    const survivor = new ThreadInfo('sabotage-kill-shared', 'survivor');
+    const victim = new ThreadInfo('sabotage-kill-shared', 'victim');
+    const gs = spawn(body(survivor, line));
+    const gv = spawn(body(victim, line));
+    await sleep(0.05);
+    await injectKill(victim, gv, 'kill');
+    await checkWait(victim, gv);
+    await gs.wait().catch(() => {});
+    classify([survivor, victim]);
   } else if (SABOTAGE === 'orphans') {
     // A shell backgrounds a `sleep` and exits: the grandchild is nobody's child any more.
     await new Promise((r) => unowned(() => exec(`sleep ${MARK} >/dev/null 2>&1 & echo $! >> ${PIDFILE}`, r)));
@@ -1608,7 +1717,7 @@ try {
   process.exit(2);
 }
 
-// ---- the end: close what the harness opened, settle, then measure ------------------------------------
+// ---- the end: close the harness's clients, settle and measure, then close its servers -------------------
 await sleep(0.2);
 const closing = []; // [what, promise that settles once it has ended]
 for (const slot of pgSlots) closing.push(['pg client', slot.ready.then((c) => c.end()).catch(() => {})]);
@@ -1637,9 +1746,6 @@ await Promise.all(
     }),
   ),
 );
-for (const srv of [httpServer, echoServer, tlsServer]) srv.close();
-for (const s of serverSockets) s.destroy();
-
 // Orphans: every child and grandchild pid recorded, plus any process carrying the marker.
 function alive(pid) {
   try {
@@ -1691,16 +1797,27 @@ for (const pid of orphanPids) {
   } catch {}
 }
 
-// Leaks: active resources against the baseline (per kind), after a settle period; and open fds.
-clearTimeoutSafe(watchdog);
-function clearTimeoutSafe(t) {
-  ot.clearTimeout(t);
+// Leaks: active resources against the baseline (per kind), after a settle period; and open fds. Measured while
+// the harness's own servers still listen and hold their ends of every connection open: a client socket a kill
+// failed to destroy gets no EOF from them, so it cannot close by itself during the settle and hide. Those
+// server handles (the listeners and the server side of each connection) are the harness's, and discounted.
+ot.clearTimeout(watchdog);
+const harnessServers = new Set([httpServer, echoServer, tlsServer]);
+const isHarnessHandle = (h) => harnessServers.has(h) || serverSockets.has(h);
+function harnessHandles() {
+  const kinds = { TCPServerWrap: 0, TCPSocketWrap: 0 };
+  let fds = 0; // the listeners' fds are in fdStart; a destroyed socket's fd is closed while its handle closes
+  for (const h of process._getActiveHandles()) {
+    if (harnessServers.has(h)) kinds.TCPServerWrap++;
+    else if (serverSockets.has(h)) (kinds.TCPSocketWrap++, (fds += h.destroyed ? 0 : 1));
+  }
+  return { kinds, fds };
 }
-const extra = () => {
+const extra = (discount) => {
   const now = {};
   for (const r of process.getActiveResourcesInfo()) now[r] = (now[r] ?? 0) + 1;
   for (const r of baseline) now[r] = (now[r] ?? 0) - 1;
-  // Our own polling timer (foreignDelay) is listed while we poll: discount one.
+  for (const [k, n] of Object.entries(discount)) now[k] = (now[k] ?? 0) - n;
   return Object.entries(now).filter(([, n]) => n > 0);
 };
 let leaks = [];
@@ -1708,13 +1825,13 @@ let fdLeak = 0;
 const settleUntil = performance.now() + 3000;
 for (;;) {
   await new Promise((r) => ot.setImmediate(r));
-  leaks = extra();
-  fdLeak = fdCount() - fdStart;
+  const own = harnessHandles();
+  leaks = extra(own.kinds);
+  fdLeak = fdCount() - fdStart - own.fds;
   if ((leaks.length === 0 && fdLeak <= 0) || performance.now() > settleUntil) break;
   await new Promise((r) => ot.setTimeout(r, 50));
   await new Promise((r) => ot.setImmediate(r));
 }
-fs.rmSync(TMP, { recursive: true, force: true });
 counts.leaked = leaks.reduce((a, [, n]) => a + n, 0) + Math.max(0, fdLeak);
 for (const [k, n] of leaks) examples.leaked.push(`${n} x ${k}`);
 if (fdLeak > 0) examples.leaked.push(`${fdLeak} more open file descriptors than at start (${fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return '?'; } }).join(', ')})`);
@@ -1724,13 +1841,18 @@ if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
   const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' };
   for (const p of acceptPorts) names[p] = 'accept';
   for (const h of process._getActiveHandles()) {
-    if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr) continue;
+    if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr || isHarnessHandle(h)) continue;
     if (examples.leaked.length > 12) break;
     const peer = names[h.remotePort] ?? names[h.localPort] ?? h.remotePort;
     const state = `destroyed=${h.destroyed} connecting=${h.connecting} readable=${h.readable} writable=${h.writable}${h._httpMessage ? ` http=${h._httpMessage.path}` : ''}`;
     examples.leaked.push(`socket to ${peer}${names[h.localPort] ? ' (server side)' : ''}: ${state}`);
   }
 }
+
+// Only now the harness's servers go (and with them whatever leaked client socket was still connected to them).
+for (const srv of harnessServers) srv.close();
+for (const s of serverSockets) s.destroy();
+fs.rmSync(TMP, { recursive: true, force: true });
 
 if (leaks.length > 0 && globalThis.__liveTcp) for (const [, [st, res]] of globalThis.__liveTcp) { const o = res[Object.getOwnPropertySymbols(res).find((x) => String(x) === 'Symbol(owner_symbol)')]; if (o && !o.destroyed) process._rawDebug('LEAKTCP', o.localPort, o.remotePort, st); }
 if (leaks.length > 0 && globalThis.__liveTimers) for (const [, [type, st, res]] of globalThis.__liveTimers) if (type === 'Timeout' && !res._destroyed && res.hasRef?.()) process._rawDebug('LEAKTIMER', res._idleTimeout, String(res._onTimeout).slice(0, 200), st);
@@ -1748,6 +1870,7 @@ function printSummary(heapNow) {
   const kinds = Object.keys(stats.kinds).sort();
   console.log(`chaos: ops per kind (failed): ${kinds.map((k) => `${k}=${stats.kinds[k]}${stats.kindsFailed[k] ? `(${stats.kindsFailed[k]})` : ''}`).join(' ')}`);
   console.log(`chaos: shared clients made: ${Object.keys(made).sort().map((k) => `${k}=${made[k]}`).join(', ') || 'none'} (${madeAfterKill} by a thread after its own kill)`);
+  if (SABOTAGE === 'kill-shared') console.log(`chaos: sabotage kill-shared destroyed ${sabotaged} shared line connections at a kill`);
   console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);

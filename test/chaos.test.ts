@@ -2,8 +2,10 @@
 // hook must end with every counter at 0; a run without uncaughtException/unhandledRejection listeners
 // must end normally; and each --sabotage mode must make exactly its own counter non-zero (the harness can
 // fail). PostgreSQL, Redis and MariaDB are started once for the file; under CI their absence is a failure.
+// The classification rule itself (chaos/classify.mjs) is checked first, without servers.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
 import {
@@ -23,6 +25,9 @@ import {
 } from './helpers/servers.js';
 
 const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'] as const;
+// Every --sabotage mode and the one counter it must move: one per counter, plus kill-shared (a kill destroys a
+// connection another thread's request is outstanding on: what evy did without its shared-connection rule).
+const SABOTAGES: [string, (typeof COUNTERS)[number]][] = [...COUNTERS.map((c) => [c, c] as [string, (typeof COUNTERS)[number]]), ['kill-shared', 'collateral']];
 const pgA = postgresAvailability();
 const redisA = redisAvailability();
 const mariadbA = mariadbAvailability();
@@ -76,6 +81,33 @@ function chaos(args: string[], timeoutMs = 50_000): Promise<Run> {
   });
 }
 
+describe('chaos classification rule (chaos/classify.mjs)', () => {
+  const kill = new Error('kill');
+  const isKillError = (e: unknown) => e === kill;
+  const load = async () => (await import(pathToFileURL(path.join(ROOT, 'chaos', 'classify.mjs')).href)).classifyFailure;
+  const verdict = async (thread: object, f: object) => (await load())(thread, { err: new Error('closed'), ...f }, isKillError).verdict;
+
+  it("a thread's failure is expected only from the moment of its own kill or fired deadline", async () => {
+    expect(await verdict({ killedAt: 10 }, { at: 12 })).toBe('expected');
+    expect(await verdict({ killedAt: 10 }, { at: 8 })).toBe('collateral');
+    expect(await verdict({ firedAt: 10 }, { at: 12 })).toBe('expected');
+    expect(await verdict({ firedAt: 10 }, { at: 8 })).toBe('collateral');
+    expect(await verdict({}, { at: 8 })).toBe('collateral');
+  });
+
+  it('a doom excuses only later failures of requests not already on the connection', async () => {
+    const gen = { dooms: [{ at: 10, by: '#1' }] };
+    expect(await verdict({}, { at: 12, gen })).toBe('excused'); // never sent (it waited for the connection)
+    expect(await verdict({}, { at: 12, gen, note: { sentAt: 11 } })).toBe('excused'); // sent after the kill
+    expect(await verdict({}, { at: 9, gen })).toBe('collateral'); // failed before the kill
+    expect(await verdict({}, { at: 12, gen, note: { sentAt: 9 } })).toBe('collateral'); // it was shared
+    // A command queued in a live watched client (pg, mysql2) that dies of a kill error: evy saw the queue.
+    expect(await verdict({}, { at: 12, gen, note: { queued: true, sentAt: 11 }, err: kill })).toBe('collateral');
+    // A victim's failure before its own kill may still be excused by another thread's doom.
+    expect(await verdict({ killedAt: 20 }, { at: 12, gen })).toBe('excused');
+  });
+});
+
 describe.skipIf(skip)(title, () => {
   beforeAll(async () => {
     requireServer(both);
@@ -105,22 +137,27 @@ describe.skipIf(skip)(title, () => {
   // Each sabotage runs alone (no waves): its counter, and only it, must go non-zero, whatever the state
   // of the library, so this proves the harness can see that kind of failure.
   it('each --sabotage mode makes exactly its own counter non-zero', async () => {
-    // Three at a time: seven harness processes at once on a 2-core machine, beside the suite's other
+    // Three at a time: eight harness processes at once on a 2-core machine, beside the suite's other
     // files, could outlast any sane timeout.
     const runs: Run[] = [];
-    for (let i = 0; i < COUNTERS.length; i += 3) {
-      const batch = COUNTERS.slice(i, i + 3).map((c) => chaos(['--seed', '1', '--injections', '0', '--sabotage', c], 40_000));
+    for (let i = 0; i < SABOTAGES.length; i += 3) {
+      const batch = SABOTAGES.slice(i, i + 3).map(([mode]) => chaos(['--seed', '1', '--injections', '0', '--sabotage', mode], 40_000));
       runs.push(...(await Promise.all(batch)));
     }
-    COUNTERS.forEach((c, i) => {
+    SABOTAGES.forEach(([mode, c], i) => {
       const r = runs[i]!;
-      expect(r.counts, `--sabotage ${c}:\n${r.out}`).not.toBeNull();
+      expect(r.counts, `--sabotage ${mode}:\n${r.out}`).not.toBeNull();
       for (const other of COUNTERS) {
-        if (other === c) expect(r.counts![other], `--sabotage ${c}: ${other}\n${r.out}`).toBeGreaterThan(0);
-        else expect(r.counts![other], `--sabotage ${c}: ${other}\n${r.out}`).toBe(0);
+        if (other === c) expect(r.counts![other], `--sabotage ${mode}: ${other}\n${r.out}`).toBeGreaterThan(0);
+        else expect(r.counts![other], `--sabotage ${mode}: ${other}\n${r.out}`).toBe(0);
       }
-      expect(r.code, `--sabotage ${c}\n${r.out}`).not.toBe(0);
+      expect(r.code, `--sabotage ${mode}\n${r.out}`).not.toBe(0);
     });
+    // The leak check runs while the harness's servers still hold their ends: a client socket left open is seen
+    // (once the echo server's end closes, it would get EOF and close by itself).
+    expect(runs[COUNTERS.indexOf('leaked')]!.out).toMatch(/socket to echo: destroyed=false/);
+    // kill-shared: the victim's kill came after the survivor's request was on the connection.
+    expect(runs[SABOTAGES.length - 1]!.out).toMatch(/its request was already on the connection/);
   }, 150_000);
 });
 
