@@ -22,7 +22,7 @@ import { callbackContext, type GreenThread } from '../greenthread.js';
 import { disown, own, owningThread } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
-import { installClientHooks } from './clients.js';
+import { installClientHooks } from './clients/index.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
@@ -48,7 +48,7 @@ const kConns = Symbol.for('evy.net.conns');
 const kTracking = Symbol.for('evy.net.tracking');
 /** Set by GreenSocket on the socket it wraps: it owns its socket itself, through its evy waits. */
 const kGreenSocket = Symbol.for('evy.GreenSocket');
-/** The socket of a client whose JavaScript queue evy watches (patching/clients.ts). */
+/** The socket of a client whose JavaScript queue evy watches (patching/clients/). */
 const kClientQueue = Symbol.for('evy.net.clientQueue');
 /** That client (an EventEmitter): it reports the death of the socket evy destroyed as its own 'error'. */
 const kClient = Symbol.for('evy.net.client');
@@ -104,7 +104,7 @@ export function useSocket(s: AnySock, t: GreenThread): void {
 }
 
 /**
- * A client queued a request in JavaScript behind the one in flight on `s` (patching/clients.ts): unless
+ * A client queued a request in JavaScript behind the one in flight on `s` (patching/clients/): unless
  * that is the queueing thread's own request, `s` serves several callers at once.
  */
 function queuedBehind(s: AnySock | null | undefined): void {
@@ -117,7 +117,7 @@ function queuedBehind(s: AnySock | null | undefined): void {
 }
 
 /**
- * `s` belongs to a client whose queue evy watches (patching/clients.ts): any command another thread queues
+ * `s` belongs to a client whose queue evy watches (patching/clients/): any command another thread queues
  * on it is reported, so what the client writes while a reply is delivered continues the request answered
  * (a password exchange, MySQL's answer to the server's greeting, a prepared statement's execute after its
  * prepare) or is that thread's next queued one, never a command of someone else.

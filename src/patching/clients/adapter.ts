@@ -1,0 +1,110 @@
+// The shape every watched client library has (pg, mysql2, and the next ones: ioredis, postgres, mongodb).
+//
+// A client that queues commands in JavaScript, behind the one its connection is running, hides from the
+// socket which thread a write serves. An adapter tells evy three things about one such library, so that a
+// kill is exact on the client and reaches the server:
+//   1. where its code is, found as it loads (files matched by path, a patch for each one's exports);
+//   2. how it queues: which command runs on the connection now, which wait behind it, which thread each
+//      is for (reported through `ClientHooks` as the patched methods are called);
+//   3. how it cancels on the server: a side connection that no kill owns sends the cancel of the running
+//      command, and the connection is held (nothing else written on it) until the cancel has landed.
+//
+// A new adapter is a copy of pg.ts or mysql2.ts, one file in this folder, listed in index.ts.
+import type { Socket } from 'node:net';
+
+/** Replaces `obj[key]`, remembering the original so that `undo()` of the last net patch restores it. */
+export type Put = (obj: any, key: string, value: unknown) => void;
+
+/** What the net layer (patching/net.ts) offers the adapters' patches. */
+export interface ClientHooks {
+  /** A command was queued in the client behind the one in flight on `socket`. */
+  queued(socket: unknown): void;
+  /** `socket` is `client`'s, a watched client: every command queued on it is reported through `queued`. */
+  watched(socket: unknown, client: unknown): void;
+  /**
+   * The client will start TLS on its socket: load `tls` now, so that evy's `tls.connect` hook is in place
+   * when the client calls it (it loads `tls` itself only at that moment, too late for the hook).
+   */
+  tlsAhead(): void;
+}
+
+/** One file of a client library, recognised by its path when it loads (or in the module cache). */
+export interface ClientModule {
+  /** The file, e.g. `/[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/`. */
+  readonly file: RegExp;
+  /**
+   * Patches the file's exports (idempotent: the same class may be reached twice). Must leave anything it
+   * does not recognise alone: another major version of the library may sit at the same path.
+   */
+  patch(exports: unknown, put: Put, hooks: ClientHooks): void;
+}
+
+/** Where a command stands on its client's connection. */
+export type CommandState =
+  /** In the client's queue, not written: it can be taken out, and nobody else is affected. */
+  | 'queued'
+  /** Written, and the server is running it: nothing is written behind it yet. */
+  | 'running'
+  /** Written behind another command (a pipeline): it cannot be taken back; its reply can only be dropped. */
+  | 'pipelined'
+  /** Answered, or failed with the connection. */
+  | 'done';
+
+/**
+ * How a client cancels a command on the server (PostgreSQL's CancelRequest, MySQL's `KILL QUERY`, Redis's
+ * `CLIENT UNBLOCK`). A cancel names a connection (a backend, a thread id, a client id), not a command: so the
+ * connection is held from the kill until the cancel has landed AND the killed command's reply has arrived,
+ * and only then does the client write its next command. Without this, a cancel that arrives late would hit
+ * the next thread's command.
+ */
+export interface ServerCancel<Client extends object = any> {
+  /**
+   * Sends the cancel for what `client`'s connection is running, on a side connection made inside `unowned()`
+   * (no kill ever destroys it) with the connection's own transport and TLS mode. Calls `done` once:
+   * `'landed'` when the server has acted (it closed the cancel connection, or answered the statement), or
+   * `'not-sent'` when the server certainly never got it (the side connection failed before the request was
+   * written). Returns a function that gives up (closes the side connection; `done` is then not called).
+   */
+  send(client: Client, done: (outcome: 'landed' | 'not-sent') => void): () => void;
+  /**
+   * Stops the client from writing its next command until the returned `release()` is called. `replied()` is
+   * called once the running command's reply has wholly arrived (its error or result, and whatever ends it:
+   * PostgreSQL's ReadyForQuery).
+   */
+  hold(client: Client, replied: () => void): () => void;
+  /**
+   * Optional: runs on the held connection after the cancel landed and the reply arrived, before anything
+   * else is written (a server that keeps a cancel that arrived between statements for the next one: MariaDB's
+   * `KILL QUERY`). Calls `done(ok)`; `ok === false` means the connection cannot be trusted and is destroyed.
+   */
+  fence?(client: Client, done: (ok: boolean) => void): void;
+}
+
+/** One watched client library. Each file of this folder (pg.ts, mysql2.ts, ...) exports one. */
+export interface ClientAdapter<Client extends object = any, Command extends object = any> {
+  /** The npm package, for docs and `NODE_DEBUG=evy`. */
+  readonly name: string;
+
+  // 1. Finding it.
+  /** Its files to patch as they load. */
+  readonly modules: readonly ClientModule[];
+
+  // 2. Seeing its queue.
+  /** The socket that carries `client`'s connection now (a TLS upgrade or a reconnect replaces it). */
+  socketOf(client: Client): Socket | null;
+  /** Where `cmd` stands on `client`. */
+  state(client: Client, cmd: Command): CommandState;
+  /** Takes a `'queued'` command out of the client's queue; whoever awaits it gets `err`. */
+  dequeue(client: Client, cmd: Command, err: unknown): void;
+  /** A `'pipelined'` command: whoever awaits it gets `err` now, and its reply is dropped when it arrives. */
+  drop(client: Client, cmd: Command, err: unknown): void;
+  /**
+   * Destroys the connection the way the client itself would, so it forgets it at once (a mysql2
+   * `PoolConnection` leaves its pool before it can be handed out again). Absent: the socket is destroyed.
+   */
+  destroy?(client: Client, err: unknown): void;
+
+  // 3. Cancelling on the server.
+  /** Absent: a killed thread's running command is cut off by destroying its connection, as for any socket. */
+  readonly cancel?: ServerCancel<Client>;
+}
