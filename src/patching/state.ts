@@ -34,6 +34,8 @@ export interface PatchState {
     fsp: Record<string, any>;
   };
   registered: string | null;
+  /** Told of each timer made outside any green thread (the test adapters keep long-lived ones' creation sites). */
+  unownedTimer?: ((timer: any) => void) | null;
 }
 
 export interface OrigTimers {

@@ -92,7 +92,11 @@ export function unhookUnref(): void {
 
 export function setTimeout(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
   const t = typeof callback === 'function' ? owningThread() : null;
-  if (t === null) return (O.setTimeout as any).apply(this, arguments);
+  if (t === null) {
+    const timer = (O.setTimeout as any).apply(this, arguments);
+    ps.unownedTimer?.(timer);
+    return timer;
+  }
   const rec: Rec = { t, cb: callback, args, timer: null };
   rec.timer = O.setTimeout(fireOnce, ms, rec);
   return ownTimer(rec, clearT);
@@ -100,7 +104,11 @@ export function setTimeout(this: unknown, callback: any, ms?: number, ...args: u
 
 export function setInterval(this: unknown, callback: any, ms?: number, ...args: unknown[]): NodeJS.Timeout {
   const t = typeof callback === 'function' ? owningThread() : null;
-  if (t === null) return (O.setInterval as any).apply(this, arguments);
+  if (t === null) {
+    const timer = (O.setInterval as any).apply(this, arguments);
+    ps.unownedTimer?.(timer);
+    return timer;
+  }
   const rec: Rec = { t, cb: callback, args, timer: null };
   rec.timer = O.setInterval(fireRepeat, ms, rec);
   return ownTimer(rec, clearI);

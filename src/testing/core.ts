@@ -20,7 +20,7 @@ import { addSpawnHook } from '../spawn-hooks.js';
 import { monkeyPatch } from '../patching/monkey-patch.js';
 import { isEvyFile } from '../self.js';
 import { patchOptionsFromEnv } from '../patching/monkey-patch.js';
-import { debug as debugLog } from '../patching/state.js';
+import { debug as debugLog, ps } from '../patching/state.js';
 import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../patching/child-process.js';
 import { guardChild, releaseChild } from './reaper.js';
 
@@ -77,6 +77,37 @@ export function installPatches(): void {
   S.patched = true;
   const opts = patchOptionsFromEnv(process.env.EVY_PATCH);
   if (opts !== null) monkeyPatch(opts);
+  ps.unownedTimer = siteOutside;
+}
+
+// ---- timers made outside any test ------------------------------------------------------------------
+// A module-level setInterval, or one a suite fixture starts, is the usual reason a run does not exit. The
+// green timers tell us of every timer made outside a green thread; the long-lived ones get a creation site
+// (a stack, ~1-2 µs): intervals, and one-shot timers at least as long as the explainer's delay (a shorter
+// one has fired by the time it looks, unless re-armed). Short timeouts, the common case, pay a comparison.
+
+interface Outside {
+  res: any;
+  where: Error;
+}
+const outside = new Set<Outside>();
+let outsidePruneAt = 1024;
+
+function siteOutside(timer: any): void {
+  const explainMs = S.exitExplainMs;
+  if (explainMs <= 0 || timer === null || typeof timer !== 'object') return;
+  if (!timer._repeat && !(timer._idleTimeout >= explainMs)) return;
+  if (outside.size >= outsidePruneAt) {
+    for (const o of outside) if (o.res._destroyed === true) outside.delete(o);
+    outsidePruneAt = Math.max(1024, 2 * outside.size);
+  }
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  const where = new Error('created here');
+  Error.stackTraceLimit = 8;
+  Error.captureStackTrace(where, siteOutside);
+  Error.stackTraceLimit = limit;
+  outside.add({ res: timer, where });
 }
 
 // ---- what a test created ---------------------------------------------------------------------------
@@ -594,6 +625,17 @@ export function explainExit(): string {
     }
     const kind = kindOf(h);
     push('created outside any test', kind === null ? (h?.constructor?.name ?? 'handle') : describeCreated({ kind, res: h }));
+  }
+  for (const o of outside) {
+    if (o.res._destroyed === true) {
+      outside.delete(o);
+      continue;
+    }
+    if (!refd(o.res)) continue;
+    knownTimers++;
+    const site = siteOf(o.where);
+    const what = describeCreated({ kind: 'timer', res: o.res });
+    push('created outside any test', site === '' ? what : `${what} (${site})`);
   }
   const timers = process.getActiveResourcesInfo().filter((k) => k === 'Timeout').length - knownTimers;
   if (timers > 0) push('created outside any test', `${timers} timer${timers === 1 ? '' : 's'} (setTimeout/setInterval)`);
