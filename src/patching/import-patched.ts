@@ -71,7 +71,8 @@ export function importPatched<T = any>(
       throw withCause(
         new EvyError(
           `importPatched: cannot resolve '${spec}' from ${displayParent(parent)}: ${why}. A relative specifier ` +
-            'resolves against options.parent (pass import.meta.url), else against the calling file.',
+            'resolves against options.parent (pass import.meta.url), else against the calling file, else (node -e, the ' +
+            'REPL) the working directory.',
           'ERR_MODULE_NOT_FOUND',
         ),
         cause,
@@ -94,7 +95,12 @@ function withCause<E extends Error>(error: E, cause: unknown): E {
 }
 
 function displayParent(parent: string): string {
-  return parent.startsWith('file:') ? fileURLToPath(parent) : parent;
+  return parent === cwdParent() ? `the working directory (${process.cwd()})` : parent.startsWith('file:') ? fileURLToPath(parent) : parent;
+}
+
+/** What a specifier resolves against when no file called importPatched. */
+function cwdParent(): string {
+  return pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
 }
 
 function normalizeModules(
@@ -136,8 +142,6 @@ function normalizeModules(
   return { modules: out, replacements };
 }
 
-const RELATIVE = /^\.{1,2}(\/|\\|$)/;
-
 function parentOf(spec: string, options: ImportPatchedOptions | undefined): string {
   if (options !== undefined && options !== null && typeof options !== 'object') {
     throw invalidArgType('options', 'an object', options);
@@ -151,15 +155,9 @@ function parentOf(spec: string, options: ImportPatchedOptions | undefined): stri
   }
   const caller = callerFile();
   if (caller !== null) return pathToFileURL(caller).href;
-  if (RELATIVE.test(spec)) {
-    throw invalidArgValue(
-      'specifier',
-      'is relative, and no caller file on the stack says what to. Pass { parent: import.meta.url } as the third argument',
-      spec,
-    );
-  }
-  // Bare and absolute specifiers from a REPL or eval: resolve from the working directory.
-  return pathToFileURL(path.join(process.cwd(), 'noop.js')).href;
+  // No file called us (node -e, the REPL, a callback the runtime calls directly): resolve against the working
+  // directory, as import() and require() do there.
+  return cwdParent();
 }
 
 /** The first file on the stack outside evy itself (src/, dist/, loader/). */
@@ -180,6 +178,7 @@ function callerFile(): string | null {
     if (file === undefined || file === null || file.startsWith('node:')) continue;
     if (file.startsWith('file:')) file = fileURLToPath(file);
     if (!path.isAbsolute(file) || isEvyFile(file)) continue;
+    if (/^\[eval\d*\]$/.test(path.basename(file))) return null; // `node --input-type=module -e`: no file
     return file;
   }
   return null;
