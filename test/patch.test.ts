@@ -99,6 +99,39 @@ describe('monkeyPatch options (eventlet rules)', () => {
     expect(patched()).toEqual([]); // a failed call patched nothing
   });
 
+  // Issue 20: `{ net: 1 }` patched all five (only `=== true` counted as naming a module) and null patched
+  // everything. A value is what Boolean() makes of it; undefined is an absent key; options are an object or nothing.
+  it('a truthy value names a module as true does, a falsy one excludes it as false does', () => {
+    patch({ net: 1 } as never);
+    expect(patched()).toEqual(['net']);
+    handles.pop()!.undo();
+    patch({ timers: 'yes', fs: {} } as never);
+    expect(patched()).toEqual(['timers', 'fs']);
+    handles.pop()!.undo();
+    for (const falsy of [0, '', null, false]) {
+      patch({ net: falsy } as never);
+      expect(patched(), String(falsy)).toEqual(['tls', 'timers', 'fs', 'child_process']);
+      handles.pop()!.undo();
+    }
+    patch({ net: undefined, tls: undefined });
+    expect(patched()).toEqual(['net', 'tls', 'timers', 'fs', 'child_process']);
+    handles.pop()!.undo();
+    patch({ all: 1, fs: 0 } as never);
+    expect(patched()).toEqual(['net', 'tls', 'timers', 'child_process']);
+    handles.pop()!.undo();
+    patch({ all: 0, socket: 1 } as never);
+    expect(patched()).toEqual(['net', 'tls']);
+  });
+
+  it('options that are not an object (null included) are ERR_INVALID_ARG_TYPE and patch nothing; undefined is no options', () => {
+    for (const bad of [null, 'net', 1, true, ['net'], () => {}]) {
+      expect(() => monkeyPatch(bad as never), String(bad)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }));
+      expect(patched()).toEqual([]);
+    }
+    patch(undefined);
+    expect(patched()).toEqual(['net', 'tls', 'timers', 'fs', 'child_process']);
+  });
+
   it('snake_case aliases are the same functions', () => {
     expect(monkey_patch).toBe(monkeyPatch);
     expect(is_monkey_patched).toBe(isMonkeyPatched);

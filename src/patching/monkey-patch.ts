@@ -62,6 +62,7 @@ export interface PatchHandle {
   undo(): void;
 }
 
+// The keys monkeyPatch accepts (besides `all`) and the modules each selects: one entry adds a key.
 const ALIASES: Record<string, readonly ModuleName[]> = {
   net: ['net'],
   tls: ['tls'],
@@ -75,16 +76,19 @@ const ALIASES: Record<string, readonly ModuleName[]> = {
   thread: [],
 };
 
-const PATCH_NAMES = 'all, net, tls, timers, fs, child_process, socket, time, os, select, thread';
+const PATCH_NAMES = ['all', ...Object.keys(ALIASES)].join(', ');
 
 function unknownName(argument: string, name: string, names = PATCH_NAMES): TypeError {
   return invalidArgValue(argument, `must name a module: one of ${names}`, name);
 }
 
-/** Which modules `opts` selects, with eventlet's rules. */
+/**
+ * Which modules `opts` selects, with eventlet's rules. A value counts as what Boolean() makes of it (`{ net: 1 }`
+ * names net as `true` does, `0`/`null`/`''` exclude as `false` does); an undefined value is an absent key.
+ */
 function select(opts: unknown): ModuleName[] {
-  if (opts === undefined || opts === null) return [...MODULES];
-  if (typeof opts !== 'object' || Array.isArray(opts)) throw invalidArgType('opts', 'an object', opts);
+  if (opts === undefined) return [...MODULES];
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw invalidArgType('opts', 'an object', opts);
   const on: Partial<Record<ModuleName, boolean>> = {};
   let all: boolean | undefined;
   let anyTrue = false;
@@ -96,8 +100,9 @@ function select(opts: unknown): ModuleName[] {
     }
     const mods = ALIASES[key];
     if (mods === undefined) throw unknownName('opts', key);
-    if (value === true) anyTrue = true;
-    for (const m of mods) on[m] = Boolean(value);
+    const v = Boolean(value);
+    if (v) anyTrue = true;
+    for (const m of mods) on[m] = v;
   }
   const dflt = all ?? !anyTrue;
   return MODULES.filter((m) => on[m] ?? dflt);
