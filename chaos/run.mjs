@@ -242,6 +242,14 @@ const CLIENT_TLS = { ssl: { rejectUnauthorized: false } };
 const tlsChoice = (mode) => (mode === 'on' ? true : mode === 'off' ? false : chance(0.5));
 const pgTls = () => tlsChoice(PG_TLS_MODE);
 const mysqlTls = () => tlsChoice(MYSQL_TLS_MODE);
+/** A socket as evy sees it (its ownership state: docs/patching.md), for a stuck thread's report. */
+function socketState(sock) {
+  if (!sock) return 'no socket';
+  const sym = (name) => sock[Symbol.for(`evy.net.${name}`)];
+  const users = sym('users')?.map((t) => t.name ?? '?');
+  const parent = sock._parent ? `; under it ${socketState(sock._parent)}` : '';
+  return `socket destroyed=${sock.destroyed} shared=${sym('shared') === true} users=[${users ?? ''}] setup=${sym('setup') === true} abandoned=${sym('abandoned') !== undefined} clientQueue=${sym('clientQueue') === true}${parent}`;
+}
 /** Shared clients made per Gen kind (printed at the end: proves that plain and TLS clients both ran). */
 const made = {};
 let madeAfterKill = 0;
@@ -305,7 +313,7 @@ class Gen {
  */
 function doom(ti, why, at = performance.now()) {
   ti.killed = true;
-  ti.killedAt ??= at;
+  if (ti.killedAt === undefined) (ti.killedAt = at), (ti.killedBy = why);
   for (const g of ti.inflight) if (g.doomable && !g.dooms.some((d) => d.id === ti.id)) g.dooms.push({ at, id: ti.id, by: `#${ti.id} (${why}, op ${ti.op ?? '-'})` });
   if (SABOTAGE === 'kill-shared') killShared(ti);
 }
@@ -325,6 +333,7 @@ async function op(ti, kind, fn, gen = null, note = null) {
   stats.kinds[kind] = (stats.kinds[kind] ?? 0) + 1;
   ti.op = kind;
   ti.opAt = performance.now();
+  ti.opGen = gen;
   if (gen) ti.inflight.add(gen);
   try {
     const r = await fn();
@@ -433,6 +442,7 @@ function sharedPg(ti) {
   const client = new pg.Client({ ...PG, ...(tlsOn ? CLIENT_TLS : {}), application_name: 'evy-chaos' });
   const slot = { gen, client, ready: null, budget: rint(2, 40), users: 0, retired: false };
   madeClient(gen, ti, slot.budget);
+  gen.describe = () => `${socketState(client.connection?.stream)}; pg: connected=${client._connected} queryable=${client._queryable} ending=${client._ending} readyForQuery=${client.readyForQuery} active=${JSON.stringify(client.activeQuery?.text ?? null)} queued=${client.queryQueue?.length}; slot users=${slot.users} retired=${slot.retired}`;
   pgSlots.add(slot);
   const drop = () => {
     if (pgShared === slot) pgShared = null;
@@ -536,6 +546,11 @@ function sharedMysql(ti) {
   const gen = new Gen(tlsOn ? 'mysql2.Connection (TLS)' : 'mysql2.Connection');
   const slot = { gen, conn: null, ready: null, budget: rint(2, 40), users: 0, retired: false };
   madeClient(gen, ti, slot.budget);
+  gen.describe = () => {
+    const c = slot.conn?.connection;
+    if (!c) return 'not connected yet';
+    return `${socketState(c.stream)}; mysql2: closing=${c._closing} fatal=${c._fatalError?.code ?? null} command=${c._command?.constructor?.name ?? null} queued=${c._commands?.length}; slot users=${slot.users} retired=${slot.retired}`;
+  };
   mysqlSlots.add(slot);
   const drop = () => {
     if (mysqlShared === slot) mysqlShared = null;
@@ -1356,12 +1371,16 @@ async function wave(w) {
       const agentState = t.ti.op?.startsWith('http')
         ? `; agent sockets busy with [${Object.values(agentBefore.sockets).flat().map((k) => `${k._httpMessage?.path ?? 'no request'}${k.destroyed ? ' (destroyed)' : ''}`).join(', ')}], ${Object.values(agentBefore.requests).flat().length} queued`
         : '';
-      count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}${agentState}`);
+      const genState = t.ti.opGen?.describe ? `; its ${t.ti.opGen.kind} (created by ${t.ti.opGen.createdBy}; dooms: ${t.ti.opGen.dooms.map((d) => d.by).join(', ') || 'none'}): ${t.ti.opGen.describe()}` : '';
+      count('unsettled', `thread #${t.ti.id} ${t.ti.scenario} (role ${t.ti.role}, killed ${t.ti.killed}) never ended; stuck in op ${t.ti.op ?? '-'}${agentState}${genState}`);
       // The op a clean thread is stuck in failed (a missing reply), as of when it started: collateral unless a
       // doom before that explains it. (A stuck killed thread is unsettled only; a withTimeout caller's child,
       // `sub`, is classified itself.)
-      if (t.ti.sub === undefined && t.ti.killedAt === undefined && t.ti.firedAt === undefined) t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply after 8 s (op ${t.ti.op})`), gen: null, at: t.ti.opAt ?? t0w });
-      doom(t.ti, 'clean-up kill'); // the harness's own clean-up kill: what fails after is expected
+      if (t.ti.sub === undefined && t.ti.killedAt === undefined && t.ti.firedAt === undefined) {
+        const pending = t.ti.opAt === undefined ? '' : `, pending for ${((performance.now() - t.ti.opAt) / 1000).toFixed(1)} s`;
+        t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply 8 s after its wave began (op ${t.ti.op}${pending})`), gen: null, at: t.ti.opAt ?? t0w });
+      }
+      doom(t.ti, 'the clean-up kill of a stuck thread'); // what fails after it is expected
       replaceJammed(t.ti.op ?? '');
       void watch(gt.kill(), `clean-up kill() of stuck #${t.ti.id}`);
     }
