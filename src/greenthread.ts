@@ -27,6 +27,8 @@ export type Destroyer = (resource: any, error: unknown) => void;
 class Extra {
   parkedMore: Set<Waiter> | null = null;
   owned: Map<object, Destroyer> | null = null;
+  /** Resources only this thread has used so far (idle or not), each with what to do with it if the thread is killed. */
+  solo: Map<object, Destroyer> | null = null;
   links: Link<any>[] | null = null;
   exitWaiters: WaitList | null = null;
   onExit: (() => void)[] | null = null;
@@ -112,6 +114,14 @@ export class GreenThread<T = unknown> {
   /** @internal */
   set _owned(v: Map<object, Destroyer> | null) {
     if (v !== null || this._x !== null) this.x.owned = v;
+  }
+  /** @internal Resources only this thread has used so far: handed to their orphaner when it is killed. */
+  get _solo(): Map<object, Destroyer> | null {
+    return this._x?.solo ?? null;
+  }
+  /** @internal */
+  set _solo(v: Map<object, Destroyer> | null) {
+    if (v !== null || this._x !== null) this.x.solo = v;
   }
   /** @internal spawnAfter's timer. */
   get _timer(): NodeJS.Timeout | null {
@@ -269,12 +279,20 @@ export class GreenThread<T = unknown> {
     return new Promise((resolve) => (this.x.onExit ??= []).push(resolve));
   }
 
-  /** @internal */
+  /**
+   * @internal Destroys what the thread is using, then hands what only it ever used (idle now, or kept by a
+   * cancel) to its orphaner: see ownership.ts.
+   */
   _destroyOwned(err: unknown): void {
     const owned = this._owned;
-    if (owned === null) return;
-    this._owned = null;
-    for (const [res, destroy] of owned) {
+    const solo = this._solo;
+    this._owned = this._solo = null;
+    if (owned !== null) this._runDestroyers(owned, err);
+    if (solo !== null) this._runDestroyers(solo, err);
+  }
+
+  private _runDestroyers(map: Map<object, Destroyer>, err: unknown): void {
+    for (const [res, destroy] of map) {
       try {
         destroy(res, err);
       } catch (e) {
@@ -287,7 +305,7 @@ export class GreenThread<T = unknown> {
   _finish(value: unknown, failed: boolean): void {
     if (this._flags & FINISHED_BIT) return;
     this._flags |= FINISHED_BIT | STARTED | SETTLED;
-    this._owned = null; // a normal exit releases, never destroys
+    this._owned = this._solo = null; // a normal exit releases, never destroys
     const grace = this._timer; // a kill's grace timer (spawnAfter's is null once started)
     if (grace !== null) {
       rt.timers.clearTimeout(grace);
@@ -345,7 +363,7 @@ function detachIfAlive(t: GreenThread): void {
   t._timer = null;
   if (t.dead) return;
   t._flags |= DETACHED;
-  t._owned = null;
+  t._owned = t._solo = null;
   t._settle(t._killError, true);
 }
 

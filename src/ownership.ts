@@ -40,3 +40,19 @@ export function own(resource: object, destroy: Destroyer, t: GreenThread = curre
 export function disown(resource: object, owner: GreenThread | null): void {
   owner?._owned?.delete(resource);
 }
+
+/**
+ * Records that `resource` has served only `t` so far (a connection it made and alone used): if `t` is killed,
+ * `orphan(resource, killError)` runs after what it owns was destroyed (patching/orphan.ts: such a connection,
+ * idle, is one nobody else can reach unless the thread published it). Ends with `endSolo` when another thread
+ * uses it, or it closes; a normal exit of `t` drops the record.
+ */
+export function soloUse(resource: object, t: GreenThread, orphan: Destroyer): void {
+  if (t === rt.main || t._finished || t._killError !== undefined) return;
+  (t._solo ??= new Map()).set(resource, orphan);
+}
+
+/** `resource` no longer serves `t` alone (or is gone). */
+export function endSolo(resource: object, t: GreenThread): void {
+  t._solo?.delete(resource);
+}

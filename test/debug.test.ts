@@ -344,6 +344,33 @@ describe('leaks', () => {
     }
   });
 
+  it("names a killed thread's private connection, still open, with its creation site", async () => {
+    const srv = net.createServer((c) => c.on('data', (d) => c.write(d)));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const report = await debug.leaks(async () => {
+      const ready = new Event();
+      const t = spawn(async function privateConnection() {
+        const gs = await connect(['127.0.0.1', port]);
+        await gs.sendall('hi');
+        await gs.recv(10);
+        ready.send();
+        await sleep(60);
+      });
+      await ready.wait();
+      await t.kill();
+    });
+    try {
+      const mine = report.leaked.filter((l) => l.kind === 'tcp socket');
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.detail).toMatch(/-> 127\.0\.0\.1:\d+ \(a killed thread's private connection: closes once unreachable\)$/);
+      expect(mine[0]!.site).toMatch(/debug\.test\.ts/);
+    } finally {
+      await report.cleanup();
+      srv.close();
+    }
+  });
+
   it('assertNoLeaks throws a coded error listing the leak, and passes a clean fn through', async () => {
     await expect(
       debug.assertNoLeaks(() => {

@@ -8,6 +8,7 @@ import { EvyError } from '../errors.js';
 import { callbackContext, type GreenThread, spawn } from '../greenthread.js';
 import { rt } from '../runtime.js';
 import { checkFunction, checkObject, checkSeconds } from '../validate.js';
+import { isOrphan } from '../net/orphan.js';
 import { builtin, countActive, state, syncHook } from './state.js';
 import { userFrames } from './threads.js';
 
@@ -133,6 +134,8 @@ function leakDetail(t: Tracked): string {
         r.getpeername(p);
         if (p.address !== undefined) s += ` -> ${p.address}:${p.port}`;
       }
+      const sock = ownerOf(r);
+      if (sock !== null && typeof sock === 'object' && isOrphan(sock)) s += " (a killed thread's private connection: closes once unreachable)";
       if (s) return s;
     }
     const owner = ownerOf(r);

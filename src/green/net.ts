@@ -4,7 +4,7 @@
 // only under monkeyPatch.
 import * as net from 'node:net';
 import { layer } from '../patching/layer.js';
-const { greenServer, greenSocket } = layer.net;
+const { greenConnect, greenServer } = layer.net;
 const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:net';
@@ -13,11 +13,11 @@ const base: typeof net = (net as any).default ?? net;
 const O = base as unknown as Record<'connect' | 'createConnection' | 'createServer', (...a: unknown[]) => any>;
 
 export const connect = function connect(...args: unknown[]) {
-  return greenSocket(O.connect(...args));
+  return greenConnect(O.connect, args);
 } as typeof net.connect;
 
 export const createConnection = function createConnection(...args: unknown[]) {
-  return greenSocket(O.createConnection(...args));
+  return greenConnect(O.createConnection, args);
 } as typeof net.createConnection;
 
 export const createServer = function createServer(...args: unknown[]) {

@@ -2,7 +2,7 @@
 // same rule as evy/green/net (a TLSSocket is a net.Socket: the same hooks see it).
 import * as tls from 'node:tls';
 import { layer } from '../patching/layer.js';
-const { greenServer, greenSocket, neutralFactory } = layer.net;
+const { greenConnect, greenServer, neutralFactory } = layer.net;
 const { cjsOverrides, greenDefault } = layer.state;
 
 export * from 'node:tls';
@@ -13,7 +13,7 @@ const O = base as unknown as Record<"connect" | "createServer", (...a: unknown[]
 const tlsConnect = neutralFactory(O.connect);
 
 export const connect = function connect(...args: unknown[]) {
-  return greenSocket(tlsConnect(...args));
+  return greenConnect(tlsConnect, args);
 } as typeof tls.connect;
 
 export const createServer = function createServer(...args: unknown[]) {

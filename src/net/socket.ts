@@ -7,10 +7,11 @@ import type tls from 'node:tls';
 import { netModule } from '../builtins.js';
 import { brand, EvyError, invalidArgType, outOfRange, SocketTimeout } from '../errors.js';
 import { type GreenThread } from '../greenthread.js';
-import { disown, own, owningThread } from '../ownership.js';
+import { disown, endSolo, own, owningThread, soloUse } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { countError } from '../validate.js';
 import { Waiter } from '../waiter.js';
+import { orphanSocket } from './orphan.js';
 import { SocketFile } from './socketfile.js';
 
 /** Address of a TCP endpoint (`[host, port]`) or a Unix socket path. */
@@ -127,6 +128,11 @@ function destroyOwned(gs: GreenSocket, error: unknown): void {
   if (!gs._isShared) gs._destroy(error);
 }
 
+/** Its creator, the only thread that used it, was killed while it sat idle: its private connection (net/orphan.ts). */
+function orphanGreen(gs: GreenSocket): void {
+  if (!gs._closed && !gs._isShared && !(gs.raw as net.Socket).destroyed) orphanSocket(gs.raw as net.Socket);
+}
+
 function concurrent(what: string, other: Waiter<any>): EvyError {
   return new EvyError(
     `second simultaneous ${what} on this socket (${other.thread.name} is already waiting): only one green thread may ${what} a socket at a time`,
@@ -194,6 +200,7 @@ export class GreenSocket {
       raw.on('data', onData);
       raw.resume(); // accepted with pauseOnConnect (or handed over paused): reading is ours now
       if (raw.destroyed) this._err = ebadf('GreenSocket');
+      else if (this._creator !== null) soloUse(this, this._creator, orphanGreen);
     } else {
       throw invalidArgType('raw', 'a net.Socket, tls.TLSSocket or net.Server', raw);
     }
@@ -571,7 +578,7 @@ export class GreenSocket {
 
   /** @internal Destroys the raw socket at once (a kill, an abandoned connect). Never emits an unhandled error. */
   _destroy(error: unknown): void {
-    if (this._creator !== null) disown(this, this._creator);
+    if (this._creator !== null) this._forget(this._creator);
     const first = this._err === null;
     if (first) {
       this._err =
@@ -595,7 +602,7 @@ export class GreenSocket {
   close(): void {
     if (this._closed) return;
     this._closed = true;
-    if (this._creator !== null) disown(this, this._creator);
+    if (this._creator !== null) this._forget(this._creator);
     if (this._fileRefs > 0) return;
     this._finalClose();
   }
@@ -765,6 +772,7 @@ export class GreenSocket {
     }
     // The 'error' listener stays: nothing evy created may crash the process with an unhandled 'error'.
     raw[kGreen] = undefined;
+    if (this._creator !== null) endSolo(this, this._creator);
     this._err = new SocketError('socket was wrapped by wrapSsl: use the socket it returned', 'EBADF');
     this._failAll(this._err, null);
     this._closed = true;
@@ -773,7 +781,16 @@ export class GreenSocket {
   /** @internal accept() handed this connection to `t`: the thread that accepted it made it, and owns it. */
   _acceptedBy(t: GreenThread): void {
     this._creator = t === rt.main || t.dead ? null : t;
-    if (this._creator !== null) own(this, destroyOwned, t);
+    if (this._creator !== null) {
+      own(this, destroyOwned, t);
+      soloUse(this, t, orphanGreen);
+    }
+  }
+
+  /** @internal It is closed: no thread owns it, or will find it an orphan. */
+  _forget(creator: GreenThread): void {
+    disown(this, creator);
+    endSolo(this, creator);
   }
 
   /** @internal */
@@ -789,7 +806,10 @@ export class GreenSocket {
    */
   _ownFor(t: GreenThread): GreenThread | null {
     if (t === this._creator && !this._sharedUse) return own(this, destroyOwned, t);
-    if (t !== rt.main) this._sharedUse = true;
+    if (t !== rt.main && !this._sharedUse) {
+      this._sharedUse = true;
+      if (this._creator !== null) endSolo(this, this._creator);
+    }
     return null;
   }
 

@@ -4,7 +4,7 @@
 // small chunk again. Explicit objects, not `import * as`: a namespace object needs esbuild's `__export`
 // helper in a chunk of its own, one more file for `--import evy/register` to load (~0.3-1 ms each).
 import { cjsOverrides, greenDefault } from './state.js';
-import { greenServer, greenSocket, neutralFactory } from './net.js';
+import { greenConnect, greenServer, neutralFactory } from './net.js';
 import { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout } from './timers.js';
 import { fsFunctions, promiseFunctions } from './fs.js';
 import { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait } from './child-process.js';
@@ -13,7 +13,7 @@ import { isMonkeyPatched } from './monkey-patch.js';
 
 export const layer = {
   state: { cjsOverrides, greenDefault },
-  net: { greenServer, greenSocket, neutralFactory },
+  net: { greenConnect, greenServer, neutralFactory },
   timers: { clearImmediate, clearInterval, clearTimeout, promises, setImmediate, setInterval, setTimeout },
   fs: { fsFunctions, promiseFunctions },
   child: { CHILD_KILL_GRACE_MS, communicate, greenChildFunctions, wait },

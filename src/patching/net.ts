@@ -19,10 +19,11 @@
 // https and database drivers all reach (Node 20's http captured net.createConnection before any patch).
 import type { Server, Socket } from 'node:net';
 import { callbackContext, type GreenThread } from '../greenthread.js';
-import { disown, own, owningThread } from '../ownership.js';
+import { disown, endSolo, own, owningThread, soloUse } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
 import { installClientHooks } from './clients/index.js';
+import { adoptSocket, orphanSocket } from '../net/orphan.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
@@ -54,6 +55,10 @@ const kClientQueue = Symbol.for('evy.net.clientQueue');
 const kClient = Symbol.for('evy.net.client');
 /** Set on a socket TLS was started on: the TLS socket that carries its connection now. */
 const kUpgraded = Symbol.for('evy.net.upgraded');
+/** The one thread that has set the socket up or made requests on it so far, or `kMany`. */
+const kSolo = Symbol.for('evy.net.solo');
+const kMany = Symbol('many');
+const kOrphan = Symbol.for('evy.net.orphan');
 
 type AnySock = Socket & Record<symbol, any> & { _httpMessage?: unknown; encrypted?: boolean; _isStdio?: boolean };
 type AnyServer = Server & Record<symbol, any> & { closeAllConnections?: () => void; addContext?: unknown };
@@ -101,6 +106,36 @@ export function useSocket(s: AnySock, t: GreenThread): void {
   }
   if (own(s, destroySocket, t) === null) return; // a finished thread
   users.push(t);
+  noteUse(s, t);
+}
+
+/**
+ * Who has used `s` so far: one thread alone (its private connection, orphaned if it is killed: orphan.ts),
+ * or several (`t === null`: main's own code, which holds it somewhere a kill cannot reach).
+ */
+function noteUse(s: AnySock, t: GreenThread | null): void {
+  const solo = s[kSolo];
+  if (solo === t || solo === kMany) return;
+  if (solo === undefined && t !== null) {
+    s[kSolo] = t;
+    soloUse(s, t, orphanIdle);
+    return;
+  }
+  s[kSolo] = kMany;
+  if (solo !== undefined) endSolo(s, solo);
+}
+
+/** Its only user was killed and it is idle (or was kept by a cancel and has gone idle since). */
+function soloKilled(s: AnySock): boolean {
+  const solo = s[kSolo];
+  return solo !== undefined && solo !== kMany && (solo as GreenThread)._killError !== undefined;
+}
+
+/** At the kill of the thread that alone used `s`: idle, it is orphaned; one in use is decided by its owner's kill. */
+function orphanIdle(s: AnySock): void {
+  if (s.destroyed || s[kAbandoned] !== undefined || (s[kUsers]?.length ?? 0) > 0) return;
+  if (s[kUpgraded] !== undefined || s[kGreenSocket] !== undefined || s[kShared] === true || s[kNever] === true) return;
+  orphanSocket(s);
 }
 
 /**
@@ -130,6 +165,7 @@ function watchedQueue(s: AnySock | null | undefined, client: unknown): void {
 
 function markShared(s: AnySock): void {
   s[kShared] = true;
+  noteUse(s, null);
   releaseSocket(s);
 }
 
@@ -331,6 +367,12 @@ function adoptUpgrade(raw: AnySock, tls: AnySock): void {
   const users: GreenThread[] = [...(raw[kUsers] ?? [])];
   releaseSocket(raw);
   raw[kUpgraded] = tls;
+  const solo = raw[kSolo];
+  if (solo !== undefined && solo !== kMany) {
+    endSolo(raw, solo);
+    if (tls[kSolo] === undefined) noteUse(tls, solo);
+  }
+  raw[kSolo] = kMany;
   const abandoned = raw[kAbandoned];
   if (abandoned !== undefined) {
     // Its connector was killed during setup: the TLS socket's own quiet decides now.
@@ -358,6 +400,7 @@ export function installNetHooks(): void {
 
   const connect = SP.connect as (...a: unknown[]) => unknown;
   put(SP, 'connect', function connect_(this: AnySock, ...args: unknown[]) {
+    if (greenMaking > 0) this[kGreen] = true; // connected by an evy/green module: tracked like any under the hook
     if (rt.als === null) return connect.apply(this, args);
     if (lazyPending) installLazyHooks(put);
     const t = owningThread() ?? factoryThread;
@@ -376,6 +419,7 @@ export function installNetHooks(): void {
 
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
+    if (this[kOrphan] !== undefined) adoptSocket(this); // used again: whoever writes holds it
     const r = write.call(this, chunk, encoding, cb);
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
       const w = owningThread();
@@ -385,12 +429,18 @@ export function installNetHooks(): void {
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
-    if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this) && !ownedElsewhere(this)) {
+    if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this)) {
       const t = owningThread();
-      if (t !== null) {
-        this[kSetup] = false; // a thread's own request: whatever came before it was setup
-        useSocket(this, t);
-      } else if (rt.als.getStore() === callbackContext) fromCallback(this);
+      // An http socket its request let go of (an 'upgrade', a CONNECT tunnel): a thread's own code writing
+      // on it now (a WebSocket's send) makes requests on a plain socket, under the socket rules.
+      if (t !== null && this[kHttp] === true && this._httpMessage == null) this[kHttp] = false;
+      if (!ownedElsewhere(this)) {
+        if (t !== null) {
+          this[kSetup] = false; // a thread's own request: whatever came before it was setup
+          useSocket(this, t);
+        } else if (rt.als.getStore() === callbackContext) fromCallback(this);
+        else if (this[kSolo] !== undefined) noteUse(this, null); // main's own code uses it too
+      }
     }
     return r;
   });
@@ -409,12 +459,17 @@ export function installNetHooks(): void {
       return push.call(this, chunk, encoding);
     } finally {
       this[kInReply] = this[kAnswered] = undefined;
+      // Idle now, and its only user was killed (a reply that a cancel let through): as at the kill.
+      if (soloKilled(this) && (this[kUsers]?.length ?? 0) === 0) orphanIdle(this);
     }
   });
 
   const destroy_ = SP._destroy as (...a: unknown[]) => unknown;
   put(SP, '_destroy', function _destroy(this: AnySock, ...args: unknown[]) {
     releaseSocket(this);
+    if (this[kOrphan] !== undefined) adoptSocket(this); // closing the normal way
+    const solo = this[kSolo];
+    if (solo !== undefined && solo !== kMany) endSolo(this, solo);
     return destroy_.apply(this, args);
   });
 
@@ -532,9 +587,23 @@ export function uninstallNetHooks(): void {
   un();
 }
 
-/** Marks a socket or server made by a green module: tracked even where net/tls are not patched. */
-export function greenSocket<S extends Socket>(s: S): S {
+/** Sockets connected while this is above 0 are made by a green module (see the connect hook). */
+let greenMaking = 0;
+
+/**
+ * Calls a green module's socket factory (`net.connect`, `tls.connect`...): the socket is marked as its own
+ * before it connects, so the connect hook tracks it as it tracks every socket under the hook (the selective
+ * path follows the same rules).
+ */
+export function greenConnect<S extends Socket>(factory: (...a: any[]) => S, args: unknown[]): S {
   installNetHooks();
+  greenMaking++;
+  let s: S;
+  try {
+    s = factory(...args);
+  } finally {
+    greenMaking--;
+  }
   const a = s as unknown as AnySock;
   a[kGreen] = true;
   if (rt.als !== null && inUnowned()) a[kNever] = true;
