@@ -45,6 +45,8 @@ const SPAWN_N = 8;
 const FAILED = 16;
 /** The outcome is recorded (state FINISHED); a detached thread's body may still be running. */
 const SETTLED = 32;
+/** Its body is run by the caller (startedThread): a kill has no body of evy's to wait for. */
+const EXTERNAL = 64;
 
 const kMake = Symbol('evy.GreenThread');
 
@@ -186,12 +188,16 @@ export class GreenThread<T = unknown> {
     }
     this._destroyOwned(err);
     const parked = this._interrupt(err);
+    // Its code runs on callbacks evy did not start: nothing to wait for. Detached now, it stays killed for
+    // that code (every evy wait throws, whatever it makes is destroyed at once).
+    if (this._flags & EXTERNAL) detachIfAlive(this);
     if (this === current()) {
       // Killing yourself: the caller is the thread, so it throws now (eventlet raises in place).
       const p = Promise.reject(err);
       p.catch(() => {});
       return p;
     }
+    if (this._flags & EXTERNAL) return Promise.resolve();
     const done = this._whenExited();
     // Parked at an evy wait: it resumes with the kill error and its finally blocks run (up to
     // KILL_FINALLY_GRACE_MS). Otherwise it may sit on a foreign promise forever: a short grace, then detach.
@@ -473,6 +479,21 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
   const hook = rt.ext.onSpawn as SpawnHook | undefined;
   if (hook !== undefined) hook(t);
   schedule(t);
+  return t;
+}
+
+/**
+ * @internal A thread that is running already and whose code the caller runs, synchronously, inside
+ * `rt.als.run(t, ...)` (a server's 'request' listeners, called as Node calls them: no scheduler turn). It ends
+ * when the caller calls `t._finish(value, failed)`, or when it is killed (then at once: see kill()).
+ */
+export function startedThread(): GreenThread {
+  ensureAls();
+  const t = GreenThread._make(null, null);
+  t._flags |= STARTED | EXTERNAL;
+  linkLive(t);
+  const hook = rt.ext.onSpawn as SpawnHook | undefined;
+  if (hook !== undefined) hook(t);
   return t;
 }
 

@@ -61,3 +61,5 @@ export { monkeyPatch as monkey_patch, isMonkeyPatched as is_monkey_patched } fro
 export { debug, type BlockReport, type BlockingOptions, type ThreadReport, type Leak, type LeakReport, type LeaksOptions } from './debug/index.js';
 export { tpool, type TpoolModuleRef } from './tpool.js';
 export { backdoor, type BackdoorOptions } from './backdoor.js';
+export { shutdown } from './http/shutdown.js';
+export { requestDeadline } from './http/deadline.js';

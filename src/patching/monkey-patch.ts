@@ -7,6 +7,7 @@
 //   them; http/https reach them even though Node 20's http captured net.createConnection).
 // - child_process: a hook on ChildProcess.prototype.spawn (exec/execFile bypass the exported spawn), plus
 //   spawn/exec/execFile/fork replaced by versions whose children have wait()/communicate().
+// - http: request threads on http(s) servers, a hook on net.Server.prototype.emit (src/http/install.ts).
 // Then module.syncBuiltinESMExports(), so ESM named imports bound earlier see the change.
 //
 // Everything is patched at once, net and child_process included, so that the module objects the app
@@ -29,6 +30,7 @@ import {
   unhookUnref,
 } from './timers.js';
 import { fsFunctions, promiseFunctions } from './fs.js';
+import { installServers } from '../http/install.js';
 
 export type PatchName = ModuleName;
 
@@ -37,7 +39,7 @@ const timers = builtin<typeof import('node:timers')>('timers');
 const timersPromises = builtin<typeof import('node:timers/promises')>('timers/promises');
 const fs = builtin<typeof import('node:fs')>('fs');
 
-/** eventlet's keyword arguments: no key patches all five; naming some with `true` patches only those. */
+/** eventlet's keyword arguments: no key patches them all; naming some with `true` patches only those. */
 export interface MonkeyPatchOptions {
   all?: boolean;
   net?: boolean;
@@ -45,6 +47,8 @@ export interface MonkeyPatchOptions {
   timers?: boolean;
   fs?: boolean;
   child_process?: boolean;
+  /** Request threads on http(s) servers, with EVY_REQUEST_DEADLINE and EVY_SHUTDOWN_DRAIN (docs/servers.md). */
+  http?: boolean;
   /** net + tls (eventlet's socket). */
   socket?: boolean;
   /** timers (eventlet's time). */
@@ -69,6 +73,7 @@ const ALIASES: Record<string, readonly ModuleName[]> = {
   timers: ['timers'],
   fs: ['fs'],
   child_process: ['child_process'],
+  http: ['http'],
   socket: ['net', 'tls'],
   time: ['timers'],
   os: ['fs', 'child_process'],
@@ -166,6 +171,9 @@ const patchers: Record<ModuleName, (undo: (() => void)[]) => void> = {
       uninstallChildHooks();
     });
   },
+  http(undo) {
+    undo.push(installServers());
+  },
 };
 
 function netLike(undo: (() => void)[], name: 'net' | 'tls'): void {
@@ -253,10 +261,11 @@ export function original(name: string): any {
       return withOriginals(process.getBuiltinModule('child_process'), { ...(o.cp ?? {}) });
     case 'net':
     case 'tls':
+    case 'http':
       // Their exported functions are never replaced (the hooks are on the prototypes).
       return process.getBuiltinModule(key);
     default:
-      throw unknownName('name', name, 'timers, timers/promises, fs, fs/promises, child_process, net, tls');
+      throw unknownName('name', name, 'timers, timers/promises, fs, fs/promises, child_process, net, tls, http');
   }
 }
 
@@ -285,10 +294,12 @@ export function register(how: 'import' | 'require'): void {
   let opts: MonkeyPatchOptions | null;
   try {
     opts = patchOptionsFromEnv(process.env.EVY_PATCH);
-    if (opts !== null) monkeyPatch(opts);
+    if (opts !== null) select(opts);
   } catch (e) {
     // A typo in EVY_PATCH must not silently run the app unpatched.
     (e as Error).message = `EVY_PATCH=${process.env.EVY_PATCH}: ${(e as Error).message}`;
     throw e;
   }
+  // (A bad EVY_REQUEST_DEADLINE or EVY_SHUTDOWN_DRAIN throws here, naming itself.)
+  if (opts !== null) monkeyPatch(opts);
 }

@@ -15,8 +15,9 @@ const { debuglog } = builtin<typeof import('node:util')>('util');
 /** util.promisify.custom (a registered symbol: no need to load util's ESM facade). */
 export const PROMISIFY = Symbol.for('nodejs.util.promisify.custom');
 
-export type ModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process';
-export const MODULES: readonly ModuleName[] = ['net', 'tls', 'timers', 'fs', 'child_process'];
+/** The builtins evy makes cooperative, and `http`: request threads on http(s) servers (src/http/). */
+export type ModuleName = 'net' | 'tls' | 'timers' | 'fs' | 'child_process' | 'http';
+export const MODULES: readonly ModuleName[] = ['net', 'tls', 'timers', 'fs', 'child_process', 'http'];
 
 export interface PatchState {
   /** Globally patched modules (monkeyPatch): every handle is tracked, not only the green modules' ones. */
@@ -64,8 +65,8 @@ function pick(obj: any, names: readonly string[]): Record<string, any> {
 }
 
 export const ps: PatchState = ((rt.ext.patch as PatchState | undefined) ??= {
-  on: { net: false, tls: false, timers: false, fs: false, child_process: false },
-  restore: { net: [], tls: [], timers: [], fs: [], child_process: [] },
+  on: { net: false, tls: false, timers: false, fs: false, child_process: false, http: false },
+  restore: { net: [], tls: [], timers: [], fs: [], child_process: [], http: [] },
   netHooks: null,
   cpHooks: null,
   orig: {
