@@ -5,7 +5,7 @@ import * as evy from '../src/index.js';
 const functions = [
   'spawn', 'spawnN', 'spawnAfter', 'sleep', 'getcurrent', 'kill', 'withTimeout', 'until', 'local',
   'connect', 'listen', 'wrapSsl', 'serve', 'monkeyPatch', 'isMonkeyPatched', 'original', 'importPatched',
-  'backdoor', 'unowned',
+  'backdoor', 'unowned', 'shutdown', 'requestDeadline',
 ];
 const classes = [
   'GreenThread', 'GreenletExit', 'Timeout', 'Event', 'Semaphore', 'BoundedSemaphore', 'CappedSemaphore', 'Queue',

@@ -18,6 +18,7 @@ export function stopRequest(res: Res, why: string): void {
   // Whatever the killed handler still does with the response (a write after the end, its own error page)
   // must not crash the process.
   absorb(res);
+  process.stderr.write(line);
   if (!res.headersSent) {
     answer503(res);
     void t.kill(err);
@@ -25,7 +26,6 @@ export function stopRequest(res: Res, why: string): void {
     void t.kill(err);
     res.socket?.destroy(); // streaming: cut
   }
-  process.stderr.write(line);
 }
 
 function answer503(res: Res): void {

@@ -15,12 +15,13 @@ function describe(r: any): string {
   try {
     // An http(s) request (owned itself, one level above its socket).
     if (typeof r.getHeader === 'function' && typeof r.method === 'string' && !('connecting' in r)) {
-      return `http request ${r.method} ${r.protocol ?? 'http:'}//${r.host ?? r.getHeader('host') ?? '?'}${r.path ?? ''}`;
+      return `http request ${r.method} ${r.protocol ?? 'http:'}//${r.getHeader('host') ?? r.host ?? '?'}${r.path ?? ''}`;
     }
     const client = r[kClient];
     if (client != null && typeof client === 'object') {
       if (client.connectionParameters !== undefined) {
-        const q = client.activeQuery?.text;
+        // pg 8.20+ keeps it in `_activeQuery` (its `activeQuery` getter warns); older 8.x in `activeQuery`.
+        const q = ('_activeQuery' in client ? client._activeQuery : client.activeQuery)?.text;
         return `pg query${typeof q === 'string' ? ` "${q.length > 60 ? `${q.slice(0, 57)}...` : q}"` : ''} on ${remote(r)}`;
       }
       const cmd = client._command?.sql;
@@ -37,6 +38,13 @@ function describe(r: any): string {
   return r?.constructor?.name ?? 'a handle';
 }
 
+/** A file of an installed package (node_modules/<name>/, pnpm's too); not a dot-folder such as node_modules/.cache. */
+const LIBRARY = /[\\/]node_modules[\\/](?:@[^\\/]+[\\/])?[^.\\/][^\\/]*[\\/]/;
+
+function inLibrary(file: string): boolean {
+  return LIBRARY.test(file);
+}
+
 /** What `t` is waiting on, one phrase per handle or wait, comma-separated. */
 export function waitingOn(t: GreenThread): string {
   const out: string[] = [];
@@ -44,7 +52,11 @@ export function waitingOn(t: GreenThread): string {
   if (owned !== null) {
     const sites = owned instanceof SiteMap ? owned.sites : null;
     for (const r of owned.keys()) {
-      const site = sites === null ? '' : siteOf(sites.get(r));
+      // An agent's socket being set up for an owned request: the request says it.
+      const req = (r as { _httpMessage?: unknown })._httpMessage;
+      if (req != null && owned.has(req)) continue;
+      // The app's own line only: a site inside a library (pg connects from its callbacks) says nothing.
+      const site = sites === null ? '' : siteOf(sites.get(r), inLibrary);
       const s = site === '' ? describe(r) : `${describe(r)} (${site})`;
       if (!out.includes(s)) out.push(s);
     }

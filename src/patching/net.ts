@@ -146,6 +146,9 @@ function queuedBehind(s: AnySock | null | undefined): void {
   if (s == null || typeof s !== 'object' || s[kShared] === true || s[kNever] === true) return;
   const t = owningThread();
   if (s[kSetup] === true && s[kConnector] === t) return; // behind its own connect
+  // Queued from the socket's own callbacks during setup: what was waiting on the connect (pg.Pool hands a new
+  // connection to the query that made it from pg's connect callback), as a write from there would be.
+  if (s[kSetup] === true && t === null && rt.als?.getStore() === callbackContext) return;
   const users: GreenThread[] | undefined = s[kUsers];
   if (users !== undefined && users.length === 1 && users[0] === t) return;
   markShared(s);

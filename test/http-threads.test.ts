@@ -1,0 +1,250 @@
+// Request threads in this process (monkeyPatch({ http: true }), undone after each test): started within
+// the emit, named after the request, ended with the response; killed only when the response closes before
+// the app ended it (pipelined and keep-alive requests included); undo() restores net.Server's emit.
+import http from 'node:http';
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleepMs } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { getcurrent, isMonkeyPatched, monkeyPatch, requestDeadline, type GreenThread } from '../src/index.js';
+
+let handles: { undo(): void }[] = [];
+const servers: http.Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+  for (const h of handles.reverse()) h.undo();
+  handles = [];
+});
+
+function patch(opts: Parameters<typeof monkeyPatch>[0]): void {
+  handles.push(monkeyPatch(opts));
+}
+
+async function serve(handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer(handler);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** Sends `raw` on a new connection; resolves with everything received until the server closes or `ms`. */
+function rawClient(port: number): { sock: net.Socket; data: () => string } {
+  const sock = net.connect(port, '127.0.0.1');
+  let data = '';
+  sock.on('data', (d) => (data += d));
+  sock.on('error', () => {});
+  return { sock, data: () => data };
+}
+
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleepMs(5);
+  }
+}
+
+describe('request threads (the http patch key)', () => {
+  it('isMonkeyPatched("http") follows the patch; undo() restores net.Server.prototype.emit', () => {
+    const before = Object.hasOwn(net.Server.prototype, 'emit');
+    const emit = net.Server.prototype.emit;
+    const h = monkeyPatch({ http: true });
+    expect(isMonkeyPatched('http')).toBe(true);
+    expect(net.Server.prototype.emit).not.toBe(emit);
+    h.undo();
+    expect(isMonkeyPatched('http')).toBe(false);
+    expect(net.Server.prototype.emit).toBe(emit);
+    expect(Object.hasOwn(net.Server.prototype, 'emit')).toBe(before);
+    expect(net.Server.prototype.emit).toBe(EventEmitter.prototype.emit);
+  });
+
+  it('the listeners run in a new thread, started within the emit (no scheduler turn), named after the request', () => {
+    patch({ http: true });
+    const server = http.createServer();
+    const seen: string[] = [];
+    let first: GreenThread | null = null;
+    server.on('request', () => {
+      first = getcurrent();
+      seen.push(`1:${getcurrent().name}`);
+    });
+    server.on('request', (req, res) => {
+      seen.push(`2:${getcurrent() === first}`);
+      res.end();
+    });
+    const req = new http.IncomingMessage(new net.Socket());
+    req.method = 'GET';
+    req.url = '/orders/42';
+    const res = new http.ServerResponse(req);
+    const r = server.emit('request', req, res);
+    seen.push('after emit');
+    expect(r).toBe(true);
+    expect(seen).toEqual(['1:GET /orders/42', '2:true', 'after emit']);
+    expect(first!.dead).toBe(true); // answered synchronously: the thread ended with the emit
+    expect(getcurrent().name).toBe('MainThread');
+  });
+
+  it('without the key (or after undo) the listeners run as before, in the calling thread', () => {
+    const server = http.createServer();
+    let name = '';
+    server.on('request', () => (name = getcurrent().name));
+    const req = new http.IncomingMessage(new net.Socket());
+    server.emit('request', req, new http.ServerResponse(req));
+    expect(name).toBe('MainThread');
+  });
+
+  it('the thread lives until the app ends the response, then ends (not killed); keep-alive requests get one thread each', async () => {
+    patch({ http: true });
+    const threads: GreenThread[] = [];
+    const { port } = await serve(async (req, res) => {
+      threads.push(getcurrent());
+      await sleepMs(30);
+      res.end(req.url);
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    for (const p of ['/a', '/b']) {
+      const body = await new Promise<string>((resolve, reject) => {
+        http.get({ port, host: '127.0.0.1', path: p, agent }, (res) => {
+          let b = '';
+          res.on('data', (d) => (b += d));
+          res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      expect(body).toBe(p);
+    }
+    agent.destroy();
+    expect(threads.map((t) => t.name)).toEqual(['GET /a', 'GET /b']);
+    await until(() => threads.every((t) => t.dead));
+    for (const t of threads) await expect(t.wait()).resolves.toBeUndefined(); // ended, not killed
+  });
+
+  it('the client leaves: the thread is killed, its timer cleared, gt.signal aborted', async () => {
+    patch({ http: true, timers: true });
+    let thread: GreenThread | null = null;
+    let fired = false;
+    const { port } = await serve((req, res) => {
+      thread = getcurrent();
+      setTimeout(() => {
+        fired = true;
+        res.end();
+      }, 300);
+    });
+    const c = rawClient(port);
+    c.sock.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => thread !== null);
+    c.sock.destroy();
+    await until(() => thread!.dead);
+    expect(thread!.signal.aborted).toBe(true);
+    await expect(thread!.wait()).rejects.toThrow('GET /slow: the client closed the connection');
+    await sleepMs(400);
+    expect(fired).toBe(false);
+  });
+
+  it('pipelined requests on one connection: when the client leaves, only those whose response the app had not ended are killed', async () => {
+    patch({ http: true, timers: true });
+    const threads = new Map<string, GreenThread>();
+    const { port } = await serve((req, res) => {
+      threads.set(req.url!, getcurrent());
+      if (req.url === '/slow') setTimeout(() => res.end('slow'), 5000);
+      else res.end('fast'); // ended, its bytes wait behind /slow's response
+    });
+    const c = rawClient(port);
+    c.sock.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => threads.size === 2);
+    c.sock.destroy();
+    await until(() => threads.get('/slow')!.dead);
+    await expect(threads.get('/slow')!.wait()).rejects.toThrow('the client closed the connection');
+    await expect(threads.get('/fast')!.wait()).resolves.toBeUndefined();
+  });
+
+  it('Expect: 100-continue: the default path and a checkContinue listener that emits request itself both run one thread', async () => {
+    patch({ http: true });
+    const names: string[] = [];
+    const { server, port } = await serve((req, res) => {
+      names.push(getcurrent().name);
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    const send = (): Promise<string> => {
+      const c = rawClient(port);
+      c.sock.write('POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n');
+      return until(() => c.data().includes('100 Continue'))
+        .then(() => c.sock.write('hi'))
+        .then(() => until(() => c.data().endsWith('ok')))
+        .then(() => c.data());
+    };
+    expect(await send()).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    let inContinue: GreenThread | null = null;
+    server.on('checkContinue', (req, res) => {
+      inContinue = getcurrent();
+      res.writeContinue();
+      server.emit('request', req, res);
+      expect(getcurrent()).toBe(inContinue);
+    });
+    expect(await send()).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    expect(names).toEqual(['POST /up', 'POST /up']);
+    expect(inContinue!.name).toBe('POST /up');
+  });
+
+  it('requestDeadline(server, s): 503 with Connection: close at the deadline, the thread killed; 0 turns it off; bad arguments throw', async () => {
+    patch({ http: true, timers: true });
+    let thread: GreenThread | null = null;
+    const { server, port } = await serve((req, res) => {
+      thread = getcurrent();
+      res.setHeader('Content-Type', 'application/json');
+      setTimeout(() => res.end('{}'), 2000);
+    });
+    expect(requestDeadline(server, 0.2)).toBe(server);
+    const c = rawClient(port);
+    c.sock.write('GET /r HTTP/1.1\r\nHost: x\r\n\r\n');
+    const t0 = Date.now();
+    await until(() => c.data().includes('Service Unavailable'));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    expect(c.data()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(c.data()).toMatch(/\r\nConnection: close\r\n/);
+    expect(c.data()).toMatch(/\r\nContent-Type: text\/plain; charset=utf-8\r\n/); // the app's header is gone
+    await expect(thread!.wait()).rejects.toThrow('GET /r: killed at its 0.2 s deadline');
+    c.sock.destroy();
+    expect(() => requestDeadline(server, -1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => requestDeadline({} as never, 1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    requestDeadline(server, 0);
+    const d = rawClient(port);
+    d.sock.write('GET /r HTTP/1.1\r\nHost: x\r\n\r\n');
+    await sleepMs(400);
+    expect(d.data()).toBe('');
+    d.sock.destroy();
+  });
+});
+
+describe('startedThread (internal: a thread whose code the caller runs)', () => {
+  it('runs the caller\'s code as the thread at once; _finish ends it; a kill detaches it at once and stays sticky for its code', async () => {
+    const { startedThread } = await import('../src/greenthread.js');
+    const { rt } = await import('../src/runtime.js');
+    const { own } = await import('../src/ownership.js');
+    const { sleep } = await import('../src/index.js');
+    const a = startedThread();
+    expect(a.dead).toBe(false);
+    expect(rt.als!.run(a, () => getcurrent())).toBe(a);
+    a._finish(7, false);
+    expect(a.dead).toBe(true);
+    await expect(a.wait()).resolves.toBe(7);
+
+    const b = startedThread();
+    const later = rt.als!.run(b, async () => {
+      await new Promise((r) => setTimeout(r, 20)); // a foreign await: the kill cannot interrupt it
+      const destroyed: unknown[] = [];
+      own({}, (_r, e) => destroyed.push(e)); // made after the kill: destroyed at once
+      let slept = 'no';
+      await sleep(0).then(() => (slept = 'yes'), (e) => (slept = (e as Error).message));
+      return { destroyed: destroyed.length, slept, current: getcurrent() === b };
+    });
+    const t0 = Date.now();
+    await b.kill(new Error('stop'));
+    expect(Date.now() - t0).toBeLessThan(50); // no grace to wait out: nothing of evy's runs its code
+    expect(b.dead).toBe(true);
+    await expect(b.wait()).rejects.toThrow('stop');
+    expect(await later).toEqual({ destroyed: 1, slept: 'stop', current: true });
+  });
+});
