@@ -4,6 +4,7 @@
 // ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE, ERR_SOCKET_BAD_PORT) and the bad call changes nothing: no thread
 // spawned, no handle or timer left behind, no item taken, no permit moved.
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as evy from '../src/index.js';
 import * as gChild from '../src/green/child_process.js';
@@ -345,7 +346,12 @@ const entries: Entry[] = [
   { name: 'monkeyPatch("net")', rule: 'throws', error: TYPE, call: () => evy.monkeyPatch('net' as never) },
   { name: 'isMonkeyPatched(5)', rule: 'throws', error: TYPE, call: () => evy.isMonkeyPatched(5 as never) },
   { name: 'isMonkeyPatched("nett")', rule: 'throws', error: VALUE, call: () => evy.isMonkeyPatched('nett') },
-  { name: 'original("http")', rule: 'throws', error: VALUE, call: () => evy.original('http') },
+  { name: 'original("https")', rule: 'throws', error: VALUE, call: () => evy.original('https') },
+  // ---- servers
+  { name: 'shutdown(-1)', rule: 'rejects', error: RANGE, argument: 'drainSeconds', call: () => evy.shutdown(-1) },
+  { name: 'shutdown("2")', rule: 'rejects', error: TYPE, argument: 'drainSeconds', call: () => evy.shutdown('2' as never) },
+  { name: 'requestDeadline({}, 1)', rule: 'throws', error: TYPE, argument: 'server', call: () => evy.requestDeadline({} as never, 1) },
+  { name: 'requestDeadline(server, -1)', rule: 'throws', error: RANGE, argument: 'seconds', call: () => evy.requestDeadline(net.createServer(), -1) },
   { name: 'importPatched(42)', rule: 'rejects', error: TYPE, call: () => evy.importPatched(42 as never) },
   { name: 'importPatched(spec, ["os"])', rule: 'rejects', error: VALUE, call: () => evy.importPatched(ESM, ['os'] as never) },
   { name: 'evy/green/timers setTimeout(non-function)', rule: 'throws', error: TYPE, inThread: true, call: () => gTimers.setTimeout('x' as never, 1) },

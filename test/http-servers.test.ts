@@ -3,6 +3,7 @@
 // statement) stops when nobody waits for the answer any more: the client left, the request's deadline
 // passed, or the drain of a shutdown ended. Each case is also run without the `http` patch key (today's code
 // before request threads), where the work goes on: the control that shows the test can fail.
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, disposeApps, get, PgWatch, startApp, Upstream, whenTrue, type App } from './helpers/http-apps.js';
 import { plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
@@ -108,6 +109,95 @@ describe.skipIf(skip)(title, () => {
       expect(again.status).toBe(200);
       app.proc.kill('SIGKILL');
     });
+
+    it('an SSE stream produced by a loop stops when the client leaves, with nothing printed', async () => {
+      const app = await startApp(file, env());
+      const t = tag('e');
+      const { done, req } = get(app.port, `/sse/${t}`);
+      done.catch(() => {});
+      await app.line((l) => l.tick === t && l.i === 3);
+      req.destroy();
+      const t0 = performance.now();
+      const ticks = (): number => app.lines.filter((l) => l.tick === t).length;
+      const at = ticks();
+      await new Promise((r) => setTimeout(r, 400));
+      expect(ticks()).toBeLessThanOrEqual(at + 1); // a tick already under way may land
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(400);
+      expect(app.stderr).toBe('');
+      expect((await get(app.port, '/quick').done).status).toBe(200);
+      app.proc.kill('SIGKILL');
+    });
+
+    it('fetch (undici): the killed request\'s fetch is aborted within 500 ms; another request\'s fetch on the same undici pool is untouched, and the pool serves the next one', async () => {
+      const app = await startApp(file, env());
+      const a = tag('f');
+      const b = tag('m'); // answered at 600 ms
+      const A = get(app.port, `/fetch/${a}`);
+      A.done.catch(() => {});
+      const B = get(app.port, `/fetch/${b}`);
+      expect(await whenTrue(() => upstream.seen.has(a) && upstream.seen.has(b), performance.now(), 10_000)).not.toBeNull();
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      A.req.destroy();
+      const closed = await whenTrue(() => upstream.seen.get(a)!.closed !== null, t0, 3000);
+      console.log(`[http] ${file} fetch abort: upstream closed after ${closed === null ? null : Math.round(closed)} ms`);
+      expect(closed).not.toBeNull();
+      expect(closed!).toBeLessThanOrEqual(BOUND);
+      const rb = await B.done;
+      expect(rb.status).toBe(200);
+      expect(rb.body).toBe(`answer ${b}`);
+      const c = tag('q');
+      const rc = await get(app.port, `/fetch/${c}`).done;
+      expect(rc.body).toBe(`answer ${c}`);
+      expect(app.stderr).toBe('');
+      app.proc.kill('SIGKILL');
+    });
+
+    it('SIGTERM with EVY_SHUTDOWN_DRAIN=2: the 4 requests that finish within the drain get 200 (Connection: close), the 4 slow ones 503 at its end with upstream, child and statement gone within 500 ms; a request on an idle keep-alive connection during the drain is answered; exit code 0, no child left', async () => {
+      const app = await startApp(file, { ...env(), EVY_SHUTDOWN_DRAIN: '2' });
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      expect((await get(app.port, '/quick', { agent }).done).status).toBe(200); // leaves an idle keep-alive connection
+      const quick = [1, 2, 3, 4].map(() => tag('m'));
+      const slow = [1, 2, 3, 4].map(() => tag('s'));
+      const answers = new Map([...quick.map((t) => [t, get(app.port, `/work/${t}/0.6`).done] as const), ...slow.map((t) => [t, get(app.port, `/work/${t}`).done] as const)]);
+      const pids = new Map<string, number>();
+      for (const t of [...quick, ...slow]) pids.set(t, await started(app, t));
+      const t0 = performance.now();
+      app.proc.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 300));
+      const during = await get(app.port, '/quick', { agent }).done;
+      expect(during.status).toBe(200);
+      expect(during.headers.connection).toBe('close');
+      for (const t of quick) {
+        const r = await answers.get(t)!;
+        expect(r.status, t).toBe(200);
+        expect(r.body).toBe('done');
+        expect(r.headers.connection).toBe('close');
+        expect(r.at - t0).toBeLessThan(2000);
+      }
+      const drainEnd = t0 + 2000;
+      const figures: Record<string, unknown>[] = [];
+      for (const t of slow) {
+        const r = await answers.get(t)!;
+        expect(r.status, t).toBe(503);
+        expect(r.headers.connection).toBe('close');
+        expect(r.at - t0).toBeGreaterThanOrEqual(1990);
+        expect(r.at - t0).toBeLessThan(2000 + BOUND);
+      }
+      for (const t of slow) {
+        const f = await stopped(t, pids.get(t)!, drainEnd);
+        figures.push(f);
+        withinBound(f);
+      }
+      const exit = await app.exited;
+      console.log(`[http] ${file} drain: ${JSON.stringify(figures)}, exit ${Math.round(exit.at - drainEnd)} ms after the drain`);
+      expect(exit.code).toBe(0);
+      expect(exit.signal).toBeNull();
+      for (const [t, pid] of pids) expect(alive(pid), t).toBe(false);
+      const lines = app.stderr.trim().split('\n');
+      expect(lines.sort(), app.stderr).toEqual(slow.map((t) => expect.stringMatching(new RegExp(`^evy: GET /work/${t} killed at the end of the 2 s shutdown drain, after 2(\\.\\d+)? s, while waiting on: http request GET .*, child process pid \\d+ \\(sleep 30\\).*, pg query `))).sort());
+      agent.destroy();
+    }, 30_000);
   });
 
   describe('control: without the http key (the code before request threads), the work goes on', () => {
@@ -138,6 +228,18 @@ describe.skipIf(skip)(title, () => {
       expect(await watch.running(t)).toBe(true);
       req.destroy();
       app.proc.kill('SIGKILL');
+    });
+    it('SIGTERM with EVY_SHUTDOWN_DRAIN=2: the process dies at once, requests in flight get no answer, children are left behind', async () => {
+      const app = await startApp('app-node.mjs', { ...env(), ...NO_HTTP, EVY_SHUTDOWN_DRAIN: '2' });
+      const t = tag('c');
+      const { done } = get(app.port, `/work/${t}`);
+      const pid = await started(app, t);
+      app.proc.kill('SIGTERM');
+      const exit = await app.exited;
+      await expect(done).rejects.toThrow();
+      expect(exit.signal).toBe('SIGTERM');
+      expect(alive(pid)).toBe(true); // an orphan
+      process.kill(pid, 'SIGKILL');
     });
   });
 });

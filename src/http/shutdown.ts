@@ -7,7 +7,7 @@
 // sending a request on one at that moment, and closing would reset it (nodejs/node#60617). They stay open
 // through the drain; a request that arrives on one is served, with Connection: close. They end at the
 // server's keepAliveTimeout or with the process.
-import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../patching/child-process.js';
+import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations, terminateChild } from '../patching/child-process.js';
 import { builtin } from '../patching/state.js';
 import { rt } from '../runtime.js';
 import { checkSeconds } from '../validate.js';
@@ -59,10 +59,20 @@ async function drain(ms: number): Promise<void> {
   await until(() => hs.cut || (hs.inflight.size === 0 && hs.servers.size === 0), ms);
   const why = `killed at the end of the ${fmtSeconds(ms)} shutdown drain`;
   for (const res of [...hs.inflight]) stopRequest(res, why);
+  // Every child the app started goes with it, also one no request owned (left running after a response).
+  terminateChildren();
   // What the kills started: children terminated (SIGKILL after their grace), 503s written.
   await until(() => pendingTerminations() === 0, CHILD_KILL_GRACE_MS + 100);
   finishTerminationsSync(CHILD_KILL_GRACE_MS);
   process.exit(0);
+}
+
+function terminateChildren(): void {
+  const { ChildProcess } = builtin<typeof import('node:child_process')>('child_process');
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
+  for (const h of handles) {
+    if (h instanceof ChildProcess && h.exitCode === null && h.signalCode === null) terminateChild(h);
+  }
 }
 
 /** EVY_SHUTDOWN_DRAIN: SIGTERM and SIGINT start shutdown(); a second one ends the drain at once. */

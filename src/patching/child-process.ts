@@ -89,6 +89,12 @@ function terminate(c: AnyChild, _err: unknown): void {
   c.once('exit', check);
 }
 
+/** Terminates a child and its tree as a kill of its owner would (shutdown: children no request thread owns). */
+export function terminateChild(c: ChildProcess): void {
+  for (const t of terminations) if (c.pid !== undefined && t.tree.includes(c.pid)) return; // under way
+  terminate(c as AnyChild, undefined);
+}
+
 /** How many killed child trees still have a live process (each is SIGKILLed at the end of its grace). */
 export function pendingTerminations(): number {
   return terminations.size;
