@@ -293,17 +293,30 @@ export class GreenThread<T = unknown> {
     const owned = this._owned;
     const solo = this._solo;
     this._owned = this._solo = null;
-    if (owned !== null) this._runDestroyers(owned, err);
-    if (solo !== null) this._runDestroyers(solo, err);
+    // Destroyers marked `last` (a child tree is frozen before it is signalled, which takes a while) run after
+    // the others, so that a kill's sockets and timers are not kept waiting behind them (in a killBatch, after
+    // every kill of the batch).
+    let later: [object, Destroyer][] | null = null;
+    if (owned !== null) later = this._runDestroyers(owned, err, later);
+    if (solo !== null) later = this._runDestroyers(solo, err, later);
+    if (later === null) return;
+    if (batch !== null) for (const [res, destroy] of later) batch.push(() => this._destroyOne(res, destroy, err));
+    else for (const [res, destroy] of later) this._destroyOne(res, destroy, err);
   }
 
-  private _runDestroyers(map: Map<object, Destroyer>, err: unknown): void {
+  private _runDestroyers(map: Map<object, Destroyer>, err: unknown, later: [object, Destroyer][] | null): [object, Destroyer][] | null {
     for (const [res, destroy] of map) {
-      try {
-        destroy(res, err);
-      } catch (e) {
-        reportError(e, this);
-      }
+      if ((destroy as { last?: boolean }).last === true) (later ??= []).push([res, destroy]);
+      else this._destroyOne(res, destroy, err);
+    }
+    return later;
+  }
+
+  private _destroyOne(res: object, destroy: Destroyer, err: unknown): void {
+    try {
+      destroy(res, err);
+    } catch (e) {
+      reportError(e, this);
     }
   }
 
@@ -407,6 +420,23 @@ function unlinkLive(t: GreenThread<any>): void {
   prev._liveNext = next;
   if (next !== null) next._livePrev = prev;
   t._livePrev = t._liveNext = null;
+}
+
+/** The destroyers marked `last` of the kills made inside killBatch(), run when it ends. */
+let batch: (() => void)[] | null = null;
+
+/** @internal Runs `fn`, which kills threads: the destroyers marked `last` of all its kills run after it. */
+export function killBatch(fn: () => void): void {
+  const outer = batch;
+  const mine: (() => void)[] = (batch = outer ?? []);
+  try {
+    fn();
+  } finally {
+    if (outer === null) {
+      batch = null;
+      for (const run of mine) run();
+    }
+  }
 }
 
 // ---- scheduling ----------------------------------------------------------------------------------

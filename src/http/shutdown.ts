@@ -9,6 +9,7 @@
 // server's keepAliveTimeout or with the process.
 import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations, terminateChild } from '../patching/child-process.js';
 import { builtin } from '../patching/state.js';
+import { killBatch } from '../greenthread.js';
 import { rt } from '../runtime.js';
 import { checkSeconds } from '../validate.js';
 import { fmtSeconds, stopRequest } from './stop.js';
@@ -58,7 +59,10 @@ async function drain(ms: number): Promise<void> {
   // Servers leave hs.servers at their 'close': when their last connection has ended.
   await until(() => hs.cut || (hs.inflight.size === 0 && hs.servers.size === 0), ms);
   const why = `killed at the end of the ${fmtSeconds(ms)} shutdown drain`;
-  for (const res of [...hs.inflight]) stopRequest(res, why);
+  // Every request's sockets first, then the children (freezing a process tree takes a while).
+  killBatch(() => {
+    for (const res of [...hs.inflight]) stopRequest(res, why);
+  });
   // Every child the app started goes with it, also one no request owned (left running after a response).
   terminateChildren();
   // What the kills started: children terminated (SIGKILL after their grace), 503s written.
