@@ -1,0 +1,148 @@
+// Requests per second of an unchanged hello-world keep-alive server (node:http, and Express) under
+// `node --import evy/register` (request threads on) against the same server without evy, measured in the same
+// run: fresh server processes, interleaved, each driven by wrk for a few seconds. The server is pinned to CPU 0
+// and wrk to CPU 1 where taskset exists. Then the heap per in-flight request thread: N requests held open
+// (their handlers never answer), heap in use after a GC, with and without evy.
+//   npm run bench -- http-server     EVY_BENCH_REPEATS=7 EVY_BENCH_SECONDS=3 EVY_BENCH_CONNS=32 EVY_BENCH_HELD=2000
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { summary } from './summary.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const REPEATS = Number(process.env.EVY_BENCH_REPEATS ?? 5);
+const SECONDS = Number(process.env.EVY_BENCH_SECONDS ?? 3);
+const CONNS = Number(process.env.EVY_BENCH_CONNS ?? 32);
+const HELD = Number(process.env.EVY_BENCH_HELD ?? 2000);
+
+if (spawnSync('wrk', ['--version']).error !== undefined) {
+  console.log('http-server.bench: wrk not found (apt-get install wrk): skipped');
+  process.exit(0);
+}
+const hasTaskset = process.env.EVY_BENCH_PIN !== '0' && spawnSync('taskset', ['-c', '0', 'true']).status === 0 && cpus().length >= 2;
+const pin = (core, cmd, args) => (hasTaskset ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]);
+
+// The servers run from a snapshot inside the repo (bare imports resolve; a rebuild cannot pull files from under them).
+const root = join(here, '..');
+const snap = join(root, 'node_modules', '.cache', `evy-http-server-bench-${process.pid}`);
+if (!existsSync(join(root, 'dist', 'register-esm.js'))) {
+  console.log('http-server.bench: dist/ is missing: run `npm run build` (npm run bench does)');
+  process.exit(1);
+}
+mkdirSync(join(snap, 'bench'), { recursive: true });
+for (const f of ['package.json', 'register.mjs', 'dist']) cpSync(join(root, f), join(snap, f), { recursive: true });
+cpSync(join(here, 'http-server.child.mjs'), join(snap, 'bench', 'http-server.child.mjs'));
+process.on('exit', () => rmSync(snap, { recursive: true, force: true }));
+const script = join(snap, 'bench', 'http-server.child.mjs');
+
+const serverNode = process.env.EVY_BENCH_NODE ?? process.execPath;
+const serverVersion = execFileSync(serverNode, ['--version'], { encoding: 'utf8' }).trim();
+
+const CONFIGS = [
+  { name: 'node:http, no evy', kind: 'node', evy: false },
+  { name: 'node:http, --import evy/register (request threads)', kind: 'node', evy: true },
+  { name: 'node:http, --import evy/register, EVY_PATCH without http', kind: 'node', evy: true, env: { EVY_PATCH: 'net,tls,timers,fs,child_process' } },
+  { name: 'Express, no evy', kind: 'express', evy: false },
+  { name: 'Express, --import evy/register (request threads)', kind: 'express', evy: true },
+];
+
+function startServer(c) {
+  const args = [...(c.evy ? ['--import', join(snap, 'register.mjs')] : []), '--expose-gc', script, c.kind];
+  const [cmd, argv] = pin(0, serverNode, args);
+  const proc = spawn(cmd, argv, { cwd: snap, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...(c.env ?? {}) } });
+  return new Promise((resolve, reject) => {
+    proc.stdout.once('data', (d) => resolve({ proc, port: Number(String(d).trim()) }));
+    proc.once('exit', (code) => reject(new Error(`server exited (${code})`)));
+  });
+}
+
+async function stop(s) {
+  s.proc.kill('SIGKILL');
+  await new Promise((r) => s.proc.once('exit', r));
+}
+
+function wrk(port, seconds) {
+  const [cmd, argv] = pin(1, 'wrk', ['-t1', `-c${CONNS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`]);
+  const out = execFileSync(cmd, argv, { encoding: 'utf8' });
+  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  if (m === null) throw new Error(`wrk said:\n${out}`);
+  return Number(m[1]);
+}
+
+const median = (a) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const rps = new Map(CONFIGS.map((c) => [c.name, []]));
+console.log(`Requests per second, hello world, keep-alive, wrk -c${CONNS} for ${SECONDS} s (${REPEATS} rounds, interleaved), ${serverVersion}, ${hasTaskset ? 'server on CPU 0, wrk on CPU 1' : 'not pinned'}, load average ${loadavg()[0].toFixed(1)}`);
+for (let r = 0; r < REPEATS; r++) {
+  for (const c of CONFIGS) {
+    const s = await startServer(c);
+    wrk(s.port, 1); // warm-up
+    rps.get(c.name).push(wrk(s.port, SECONDS));
+    await stop(s);
+  }
+}
+const f = (n) => Math.round(n).toLocaleString('en-US');
+// The ratio uses rounds, not pooled figures: round r of evy against round r of its baseline (adjacent in time).
+const ratios = (evy, base) => rps.get(evy).map((v, i) => v / rps.get(base)[i]);
+console.log('| configuration | min | median | ratio to no evy (min / median of per-round ratios) |');
+console.log('|---|---|---|---|');
+const baseOf = (c) => (c.kind === 'node' ? CONFIGS[0].name : CONFIGS[3].name);
+for (const c of CONFIGS) {
+  const v = rps.get(c.name);
+  const rr = c.evy ? ratios(c.name, baseOf(c)) : null;
+  console.log(`| ${c.name} | ${f(Math.min(...v))} | ${f(median(v))} | ${rr === null ? '-' : `${Math.min(...rr).toFixed(3)} / ${median(rr).toFixed(3)}`} |`);
+}
+for (const [evy, base, label] of [[CONFIGS[1].name, CONFIGS[0].name, 'node:http'], [CONFIGS[4].name, CONFIGS[3].name, 'Express']]) {
+  const rr = ratios(evy, base);
+  summary({ figure: `${label} hello world req/s, request threads / no evy`, target: '>= 0.95x', min: Math.min(...rr), median: median(rr), met: median(rr) >= 0.95, unit: 'x' });
+}
+
+// ---- heap per in-flight request ----
+function getText(port, path) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve(b));
+    }).on('error', reject);
+  });
+}
+
+async function heldHeap(c) {
+  const s = await startServer(c);
+  const base = Number(await getText(s.port, '/mem'));
+  const socks = [];
+  for (let i = 0; i < HELD; i++) {
+    const sock = net.connect(s.port, '127.0.0.1');
+    sock.on('error', () => {});
+    sock.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+    socks.push(sock);
+    if (i % 200 === 199) await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const after = Number(await getText(s.port, '/mem'));
+  for (const sock of socks) sock.destroy();
+  await stop(s);
+  return (after - base) / HELD;
+}
+
+console.log(`\nHeap per in-flight request (${HELD} held open, their handlers never answer), bytes, ${serverVersion}`);
+console.log('| configuration | bytes per request | of which evy |');
+console.log('|---|---|---|');
+for (const [evyC, baseC] of [[CONFIGS[1], CONFIGS[0]], [CONFIGS[4], CONFIGS[3]]]) {
+  const b = [];
+  const e = [];
+  for (let r = 0; r < 3; r++) {
+    b.push(await heldHeap(baseC));
+    e.push(await heldHeap(evyC));
+  }
+  console.log(`| ${baseC.name} | ${f(median(b))} | - |`);
+  console.log(`| ${evyC.name} | ${f(median(e))} | ${f(median(e) - median(b))} |`);
+}
