@@ -191,3 +191,16 @@ describe('after an HTTP upgrade (the `ws` package, under the hook)', () => {
     expect(out.lazyB).toBe('echo from B');
   });
 });
+
+describe('what the reports say of a private connection', () => {
+  it('the test-runner adapters name one a passing test left open, with its creation site, and the run ends by itself', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, ['--import', 'evy/node-test', '--test', fileURLToPath(new URL('../fixtures/ownership/orphan.node-test.mjs', import.meta.url))],
+        { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '' }, timeout: 20_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr })),
+    );
+    const all = r.stdout + r.stderr;
+    expect(r.code, all).toBe(0);
+    expect(all).toMatch(/evy: note: test "kills a thread holding its own idle connection" left a killed thread's private connection open: socket to 127\.0\.0\.1:\d+ \(.*orphan\.node-test\.mjs:\d+\)/);
+  });
+});

@@ -24,6 +24,7 @@ import { patchOptionsFromEnv } from '../patching/monkey-patch.js';
 import { debug as debugLog, ps } from '../patching/state.js';
 import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../patching/child-process.js';
 import { guardChild, releaseChild } from './reaper.js';
+import { isOrphan } from '../net/orphan.js';
 
 
 export type LeakPolicy = 'fail' | 'warn' | 'off';
@@ -229,7 +230,10 @@ function isOpen(c: Created): boolean {
 }
 
 function refd(r: any): boolean {
-  return typeof r.hasRef !== 'function' || r.hasRef() !== false;
+  if (typeof r.hasRef === 'function') return r.hasRef() !== false;
+  // A socket has no hasRef(): its handle has (a TLS socket's TCP handle is the one the event loop counts).
+  const h = r._handle?._parent ?? r._handle;
+  return typeof h?.hasRef !== 'function' || h.hasRef() !== false;
 }
 
 /** Is `c` still in use by a live thread that is not this test's (then it is never closed for this test)? */
@@ -506,6 +510,7 @@ export function leakVerdict(scope: TestScope): TestLeakError | null {
     return null;
   }
   const leaks = scope.finish(true);
+  noteOrphans(scope);
   if (leaks.length === 0) return null;
   const err = new TestLeakError(scope.name, leaks);
   // The stack points at the line that created the (first) leaked resource, not into evy.
@@ -514,6 +519,17 @@ export function leakVerdict(scope: TestScope): TestLeakError | null {
   if (S.leaks === 'fail') return err;
   process.stderr.write(`evy: warning: ${err.message}\n`);
   return null;
+}
+
+/**
+ * A killed thread's private connection the test made, still open: not a leak (an idle socket, like those a
+ * shared pool holds, and it keeps nothing alive), but named, since it closes only once it is collected.
+ */
+function noteOrphans(scope: TestScope): void {
+  for (const c of scope.created) {
+    if (c.kind !== 'socket' || !isOpen(c) || !isOrphan(c.res)) continue;
+    process.stderr.write(`evy: note: test "${scope.name}" left a killed thread's private connection open: ${withSite(c)}; it keeps nothing alive and closes once nothing can reach it\n`);
+  }
 }
 
 /** Text appended to a runner's timeout message. */
