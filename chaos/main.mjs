@@ -29,9 +29,10 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(13
 
 const certs = makeCerts();
 stops.push(certs.stop);
-// Each server's stop is registered as soon as it is up, so a failure to start another still stops it.
-const started = (s) => (stops.push(s.stop), s);
-const [pgs, redis, mariadb] = await Promise.all([startPostgres().then(started), startRedis().then(started), startMariadb().then(started)]);
+// Each server hands its stop over as soon as it has a process or a temp dir, before it is ready: a failure to
+// start another, or a SIGTERM during startup, still stops it.
+const onStop = (stop) => stops.push(stop);
+const [pgs, redis, mariadb] = await Promise.all([startPostgres(onStop), startRedis(onStop), startMariadb(onStop)]);
 
 const child = spawn(process.execPath, ['--expose-gc', '--import', './register.mjs', 'chaos/run.mjs', ...process.argv.slice(2)], {
   cwd: root,

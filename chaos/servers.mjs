@@ -81,15 +81,35 @@ function pgRun(bin, args, timeout) {
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-export async function startPostgres() {
+// Each start function hands `onStop` its stop as soon as there is something to stop (a temp dir, a process),
+// before the server is ready: a parent that exits during startup (a SIGTERM) then leaves nothing behind.
+// Stops are synchronous (they run from 'exit') and idempotent; a start that was stopped goes no further.
+function stopper(fn) {
+  let done = false;
+  const stop = () => {
+    if (!done) (done = true), fn();
+  };
+  stop.check = () => {
+    if (done) throw new Error('stopped while starting');
+  };
+  return stop;
+}
+
+export async function startPostgres(onStop = () => {}) {
   const bin = pgBinDir();
   const dir = mkdtempSync(path.join(isRoot ? '/tmp' : os.tmpdir(), 'evy-chaos-pg-'));
+  const pgCtl = path.join(bin, 'pg_ctl');
+  const data = path.join(dir, 'data');
+  const stop = stopper(() => {
+    if (existsSync(path.join(data, 'postmaster.pid'))) pgRun(pgCtl, ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '30'], 40_000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  onStop(stop);
   if (isRoot) {
     const id = (f) => Number(spawnSync('id', [f, 'postgres'], { encoding: 'utf8' }).stdout.trim());
     chownSync(dir, id('-u'), id('-g'));
   }
   chmodSync(dir, 0o700);
-  const data = path.join(dir, 'data');
   const log = path.join(dir, 'server.log');
   // Password authentication (SCRAM), as in production: the client's handshake then writes in reply.
   const pwFile = path.join(dir, 'pw');
@@ -106,10 +126,10 @@ export async function startPostgres() {
     chmodSync(path.join(dir, f), 0o600);
   }
   const tls = `-c ssl=on -c ssl_cert_file=${path.join(dir, 'tls.crt')} -c ssl_key_file=${path.join(dir, 'tls.key')}`;
-  const pgCtl = path.join(bin, 'pg_ctl');
   let port = 0;
   for (let attempt = 0; ; attempt++) {
     port = await freePort();
+    stop.check();
     // client_connection_check_interval: a backend in pg_sleep notices that a killed client went away.
     const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=80 -c client_connection_check_interval=100ms ${tls}`;
     const r = pgRun(pgCtl, ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', opts], 70_000);
@@ -117,36 +137,40 @@ export async function startPostgres() {
     if (attempt === 2) throw new Error(`pg_ctl start failed:\n${r.out}\n${existsSync(log) ? readFileSync(log, 'utf8') : ''}`);
   }
   await waitPort('postgres', port, 30_000);
+  stop.check();
   return {
     env: { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: 'evy', PGDATABASE: 'postgres', PGPASSWORD: PG_PASSWORD },
-    stop() {
-      pgRun(pgCtl, ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '30'], 40_000);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
-export async function startRedis() {
+export async function startRedis(onStop = () => {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-chaos-redis-'));
+  let child = null;
+  let exited = false;
+  const stop = stopper(() => {
+    if (child !== null && !exited) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  onStop(stop);
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' });
-    let exited = false;
-    child.once('exit', () => (exited = true));
+    stop.check();
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' });
+    exited = false;
+    const c = child;
+    c.once('exit', () => c === child && (exited = true));
     try {
       await waitPort('redis-server', port, 15_000, () => !exited);
+      stop.check();
     } catch {
+      stop.check();
       if (!exited) child.kill('SIGKILL');
       continue;
     }
-    return {
-      env: { REDIS_HOST: '127.0.0.1', REDIS_PORT: String(port) },
-      stop() {
-        if (!exited) child.kill('SIGKILL');
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return { env: { REDIS_HOST: '127.0.0.1', REDIS_PORT: String(port) }, stop };
   }
+  stop();
   throw new Error('redis-server failed to start');
 }
 
@@ -170,8 +194,20 @@ const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),
  * temp dir); an init file makes the database `evy` and the user 'evy'@'%' with a password. TLS is offered
  * (a self-signed certificate): clients choose.
  */
-export async function startMariadb() {
+export async function startMariadb(onStop = () => {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'evy-chaos-mariadb-'));
+  let child = null;
+  let exited = false;
+  const stop = stopper(() => {
+    // SIGTERM, a clean shutdown bounded to 10 s, else SIGKILL.
+    if (child !== null && !exited && child.pid !== undefined) {
+      child.kill('SIGTERM');
+      for (let t = 0; t < 200 && running(child.pid); t++) sleepSync(50);
+      if (running(child.pid)) child.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  onStop(stop);
   const data = path.join(dir, 'data');
   // Its own temp dir: servers bootstrapping at once in the shared /tmp trip over each other's temp tables.
   const tmp = path.join(dir, 'tmp');
@@ -185,7 +221,7 @@ export async function startMariadb() {
     { encoding: 'utf8', timeout: 60_000 },
   );
   if (install.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
+    stop();
     throw new Error(`mariadb-install-db failed:\n${install.stdout ?? ''}${install.stderr ?? ''}${install.error ? String(install.error) : ''}`);
   }
   // The bootstrap runs without grant tables (CREATE USER fails there): the init file makes the database and
@@ -202,9 +238,10 @@ export async function startMariadb() {
   // The free port may be taken between our probe and the server's bind: try a few.
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
+    stop.check();
     const log = path.join(dir, `server-${attempt}.log`); // one per attempt: an old "ready" must not count
     const readLog = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
-    const child = spawn(
+    child = spawn(
       mariadbBin('mariadbd'),
       [
         '--no-defaults',
@@ -227,14 +264,16 @@ export async function startMariadb() {
       ],
       { stdio: 'ignore' },
     );
-    let exited = false;
-    const gone = new Promise((resolve) => (child.once('exit', resolve), child.once('error', resolve)));
-    child.once('exit', () => (exited = true));
-    child.once('error', () => (exited = true));
+    exited = false;
+    const c = child;
+    const gone = new Promise((resolve) => (c.once('exit', resolve), c.once('error', resolve)));
+    c.once('exit', () => c === child && (exited = true));
+    c.once('error', () => c === child && (exited = true));
     // The TCP port listens before the init file has run: "ready for connections" in the log comes after it.
     const ready = () => readLog().includes('ready for connections');
     const deadline = Date.now() + 60_000;
     while (!exited && !(ready() && (await canConnect(port))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    stop.check();
     if (exited || !ready()) {
       if (!exited) child.kill('SIGKILL');
       // The next attempt reuses the data dir: the old server must be gone first (InnoDB locks its files).
@@ -242,20 +281,9 @@ export async function startMariadb() {
       lastErr = readLog();
       continue;
     }
-    return {
-      env: { MYSQL_HOST: '127.0.0.1', MYSQL_PORT: String(port), MYSQL_USER: 'evy', MYSQL_PASSWORD, MYSQL_DATABASE: 'evy' },
-      stop() {
-        // Synchronous (it runs from 'exit'): SIGTERM, a clean shutdown bounded to 10 s, else SIGKILL.
-        if (!exited && child.pid !== undefined) {
-          child.kill('SIGTERM');
-          for (let t = 0; t < 200 && running(child.pid); t++) sleepSync(50);
-          if (running(child.pid)) child.kill('SIGKILL');
-        }
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    return { env: { MYSQL_HOST: '127.0.0.1', MYSQL_PORT: String(port), MYSQL_USER: 'evy', MYSQL_PASSWORD, MYSQL_DATABASE: 'evy' }, stop };
   }
-  rmSync(dir, { recursive: true, force: true });
+  stop();
   throw new Error(`mariadbd failed to start:\n${lastErr}`);
 }
 

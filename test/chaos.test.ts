@@ -4,6 +4,8 @@
 // fail). PostgreSQL, Redis and MariaDB are started once for the file; under CI their absence is a failure.
 // The classification rule itself (chaos/classify.mjs) is checked first, without servers.
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,6 +136,42 @@ describe.skipIf(skip)(title, () => {
     expect(r.signal, r.out).toBeNull();
     expect(r.code, r.out).toBe(0);
   }, 60_000);
+
+  // chaos/main.mjs starts the servers itself: a SIGTERM while they start (a CI job cancelled, ^C) must stop what
+  // is already running. Before, a server's stop existed only once it was ready: main.mjs killed during startup
+  // left redis-server and mariadbd running, with their temp dirs. Each start now hands its stop over first.
+  it("a chaos server's start hands over its stop before the server is ready, and that stop ends it", async () => {
+    const { startRedis } = await import(pathToFileURL(path.join(ROOT, 'chaos', 'servers.mjs')).href);
+    const dirs = () => readdirSync(os.tmpdir()).filter((d) => d.startsWith('evy-chaos-redis-')).map((d) => path.join(os.tmpdir(), d));
+    const before = new Set(dirs());
+    let stop: (() => void) | undefined;
+    const starting: Promise<unknown> = startRedis((s: () => void) => (stop = s));
+    starting.catch(() => {});
+    expect(stop, 'no stop until the server is ready').toBeTypeOf('function');
+    const [dir] = dirs().filter((d) => !before.has(d));
+    expect(dir).toBeDefined();
+    // Processes whose working directory is that dir (redis-server runs in its --dir).
+    const inside = () =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return readlinkSync(`/proc/${p}/cwd`).replace(/ \(deleted\)$/, '') === dir;
+          } catch {
+            return false;
+          }
+        });
+    const until = async (cond: () => boolean) => {
+      for (const t0 = Date.now(); !cond() && Date.now() - t0 < 15_000; ) await new Promise((r) => setTimeout(r, 10));
+    };
+    await until(() => inside().length > 0);
+    expect(inside().length, 'redis-server never started').toBeGreaterThan(0);
+    stop!();
+    await expect(starting).rejects.toThrow(/stopped while starting/);
+    await until(() => inside().length === 0);
+    expect(inside()).toEqual([]);
+    expect(existsSync(dir!)).toBe(false);
+  });
 
   // Each sabotage runs alone (no waves): its counter, and only it, must go non-zero, whatever the state
   // of the library, so this proves the harness can see that kind of failure.
