@@ -1281,6 +1281,8 @@ function body(ti, fn, ...args) {
 }
 
 // ---- a wave ------------------------------------------------------------------------------------------
+const STUCK_OP_MS = 8_000;
+const STUCK_WAVE_MS = 60_000;
 async function wave(w) {
   stats.waves++;
   const t0w = performance.now();
@@ -1356,16 +1358,22 @@ async function wave(w) {
     }, rint(0, 40));
   }
 
-  // Wait for every thread, bounded: a thread still running 8 s later is stuck.
-  const deadline = performance.now() + 8_000;
+  // Wait for every thread. A thread is stuck when its current operation has had no outcome for STUCK_OP_MS (a
+  // missing reply, timed per operation: a loaded machine that slows every step of a wave is not a missing
+  // reply), or when it still runs STUCK_WAVE_MS after the wave began (stuck outside any operation).
+  const deadline = performance.now() + STUCK_WAVE_MS;
   const agentBefore = agent; // the agent this wave's requests used (a stuck one is replaced below)
+  const stuck = (ti) => {
+    const cur = ti.sub !== undefined && !ti.sub.returned ? ti.sub : ti; // a withTimeout caller waits on its child's op
+    return (cur.op !== null && performance.now() - cur.opAt > STUCK_OP_MS) || performance.now() > deadline;
+  };
   for (const t of threads) {
     const gt = t.gt ?? (await Promise.race([t.gtPromise, foreignDelay(Math.max(0, deadline - performance.now()))]));
     if (gt === undefined) {
       count('unsettled', `pool.spawn() for #${t.ti.id} ${t.ti.scenario} never returned a thread`);
       continue;
     }
-    while (!gt.dead && performance.now() < deadline) await sleep(0.01);
+    while (!gt.dead && !stuck(t.ti)) await sleep(0.01);
     if (!gt.dead) {
       // For a stuck http op, say what holds the agent's sockets (which request, whether its socket is destroyed).
       const agentState = t.ti.op?.startsWith('http')
@@ -1377,8 +1385,8 @@ async function wave(w) {
       // doom before that explains it. (A stuck killed thread is unsettled only; a withTimeout caller's child,
       // `sub`, is classified itself.)
       if (t.ti.sub === undefined && t.ti.killedAt === undefined && t.ti.firedAt === undefined) {
-        const pending = t.ti.opAt === undefined ? '' : `, pending for ${((performance.now() - t.ti.opAt) / 1000).toFixed(1)} s`;
-        t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(`no reply 8 s after its wave began (op ${t.ti.op}${pending})`), gen: null, at: t.ti.opAt ?? t0w });
+        const what = t.ti.op === null ? `still running ${STUCK_WAVE_MS / 1000} s after its wave began, in no op` : `no reply to op ${t.ti.op} for ${((performance.now() - t.ti.opAt) / 1000).toFixed(1)} s`;
+        t.ti.failures.push({ kind: t.ti.op ?? '-', err: new Error(what), gen: null, at: t.ti.op === null ? t0w : t.ti.opAt });
       }
       doom(t.ti, 'the clean-up kill of a stuck thread'); // what fails after it is expected
       replaceJammed(t.ti.op ?? '');
