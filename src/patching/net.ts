@@ -433,11 +433,11 @@ export function installNetHooks(): void {
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
     if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this)) {
-      const t = owningThread();
       // An http socket its request let go of (an 'upgrade', a CONNECT tunnel): a thread's own code writing
       // on it now (a WebSocket's send) makes requests on a plain socket, under the socket rules.
-      if (t !== null && this[kHttp] === true && this._httpMessage == null) this[kHttp] = false;
+      if (this[kHttp] === true && this._httpMessage == null && owningThread() !== null) this[kHttp] = false;
       if (!ownedElsewhere(this)) {
+        const t = owningThread();
         if (t !== null) {
           this[kSetup] = false; // a thread's own request: whatever came before it was setup
           useSocket(this, t);
