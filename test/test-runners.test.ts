@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { canConnect, plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
 import { REPO } from './helpers/snapshot.js';
 
@@ -18,6 +18,33 @@ function nodeBin(major: number): string {
   if (Number(process.versions.node.split('.')[0]) === major) return process.execPath;
   return execFileSync('npx', ['-y', `node@${major}`, '-p', 'process.execPath'], { encoding: 'utf8', timeout: 120_000 }).trim();
 }
+
+// Every run is spawned in a process group of its own (detached) and the whole group is killed, not only the
+// runner: `node --test` and vitest start workers that outlive a runner killed alone (seven `node --test`
+// workers lived on for minutes after a failed run). Killed when a run ends, after each test whatever its
+// outcome (its own timeout included), and when this process exits.
+const groups = new Set<number>();
+
+function spawnGroup(cmd: string, args: string[], options: Parameters<typeof spawn>[2]) {
+  const child = spawn(cmd, args, { ...options, detached: true });
+  if (child.pid !== undefined) groups.add(child.pid);
+  return child;
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined || !groups.delete(pid)) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is gone already
+  }
+}
+
+function killAllGroups(): void {
+  for (const pid of [...groups]) killGroup(pid);
+}
+afterEach(killAllGroups);
+process.once('exit', killAllGroups);
 
 interface Run {
   code: number | null;
@@ -47,20 +74,21 @@ function run(dir: string, node: string, args: string[], extraEnv: Record<string,
   writeFileSync(measureFile, '');
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(node, args, {
+    const child = spawnGroup(node, args, {
       cwd: dir,
       env: { ...process.env, ...pg!.env, EVY_MEASURE_FILE: measureFile, NO_COLOR: '1', FORCE_COLOR: '0', CI: '', ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    const timer = setTimeout(() => killGroup(child.pid), 60_000);
     child.once('error', reject);
     child.once('exit', (code) => {
       const exitAt = Date.now();
       clearTimeout(timer);
       child.once('close', () => {
+        killGroup(child.pid); // what the runner left behind
         const measures = readFileSync(measureFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
         resolve({ code, out, ms: performance.now() - t0, exitAt, measures });
       });
@@ -87,6 +115,44 @@ function running(pid: number): boolean {
   }
 }
 
+/** fixtures/test-runners/ into the project: the configs at its root, the test files under abort/. */
+function copyFixtures(dir: string): void {
+  mkdirSync(path.join(dir, 'abort'), { recursive: true });
+  for (const f of readdirSync(path.join(REPO, 'fixtures', 'test-runners'))) cpSync(path.join(REPO, 'fixtures', 'test-runners', f), path.join(dir, f.endsWith('.config.mjs') ? f : path.join('abort', f)));
+}
+
+/**
+ * Runs fixtures/test-runners/body.<runner>.mjs: a test stuck on an await that would end by itself later, with
+ * code after it and a `finally`, then a test that outlasts that await. Returns the steps the body marked.
+ */
+async function runBody(dir: string, node: string, args: string[]) {
+  copyFixtures(dir);
+  const bodyFile = path.join(dir, `body-${Date.now()}.jsonl`);
+  writeFileSync(bodyFile, '');
+  const child = spawnGroup(node, args, { cwd: dir, env: { ...process.env, EVY_BODY_FILE: bodyFile, NO_COLOR: '1', CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const timer = setTimeout(() => killGroup(child.pid), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  killGroup(child.pid);
+  const steps = readFileSync(bodyFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { what: string; ms: number });
+  return { code, out, steps };
+}
+
+/** The stuck body's `finally` ran at the kill, the code after its await never ran, and the process outlasted that await. */
+function expectBodyStopped(r: Awaited<ReturnType<typeof runBody>>): void {
+  const STUCK_MS = 900; // fixtures/test-runners/body.mjs: 3 × its 300 ms timeout
+  expect(r.code, r.out).not.toBe(0); // the stuck test failed
+  expect(r.steps.map((s) => s.what), r.out).toEqual(['start', 'finally', 'outlasted']);
+  const at = (what: string) => r.steps.find((s) => s.what === what)!.ms;
+  // The finally ran because the await was cut short, not because it ended by itself...
+  expect(at('finally'), 'ms from the start of the body to its finally').toBeLessThan(STUCK_MS);
+  // ...and the process was still running well after the await would have ended.
+  expect(at('outlasted')).toBeGreaterThanOrEqual(STUCK_MS + 300);
+}
+
 /**
  * Runs a runner whose test holds a server, a socket, a `sleep 60` child and a shell's `sleep 60` grandchild
  * (fixtures/test-runners/hold.mjs), aborts the run while it does (`signal`, sent to the runner's pid only: a
@@ -95,13 +161,12 @@ function running(pid: number): boolean {
  * there 3 s later.
  */
 async function runAborted(dir: string, node: string, args: string[], signal: NodeJS.Signals | null, to: 'runner' | 'test process' = 'runner') {
-  mkdirSync(path.join(dir, 'abort'), { recursive: true });
-  for (const f of readdirSync(path.join(REPO, 'fixtures', 'test-runners'))) cpSync(path.join(REPO, 'fixtures', 'test-runners', f), path.join(dir, f.endsWith('.config.mjs') ? f : path.join('abort', f)));
+  copyFixtures(dir);
   const holdFile = path.join(dir, `hold-${Date.now()}.json`);
-  const child = spawn(node, args, { cwd: dir, env: { ...process.env, EVY_HOLD_FILE: holdFile, NO_COLOR: '1', CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnGroup(node, args, { cwd: dir, env: { ...process.env, EVY_HOLD_FILE: holdFile, NO_COLOR: '1', CI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((resolve) => child.once('exit', (code, sig) => resolve({ code, signal: sig, at: performance.now() })));
   let held: Held | null = null;
   try {
@@ -126,7 +191,7 @@ async function runAborted(dir: string, node: string, args: string[], signal: Nod
     }
     return { out, exit, exitMs: exit === null ? Infinity : exit.at - abortedAt, still };
   } finally {
-    child.kill('SIGKILL');
+    killGroup(child.pid);
     if (held !== null) for (const pid of [held.pid, held.child, held.shell, held.grandchild]) if (running(pid)) process.kill(pid, 'SIGKILL');
   }
 }
@@ -204,22 +269,22 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
         '',
       ].join('\n'),
     );
-    const child = spawn(nodeBin(24), ['--import', 'evy/node-test', 'exit.mjs'], { cwd: dir, env: { ...process.env, EVY_LEAKS: 'off', EVY_EXIT_EXPLAIN_MS: '300' } });
+    const child = spawnGroup(nodeBin(24), ['--import', 'evy/node-test', 'exit.mjs'], { cwd: dir, env: { ...process.env, EVY_LEAKS: 'off', EVY_EXIT_EXPLAIN_MS: '300' } });
     let err = '';
-    child.stderr.on('data', (d) => (err += d));
+    child.stderr!.on('data', (d) => (err += d));
     // Timers made outside any test are named with the line that made them (the unref'd one keeps nothing
     // alive, the 5 ms one has fired), in either order.
     const outside = /\n  created outside any test:\n((    - setInterval 1000 ms \(exit\.mjs:3\)\n|    - setInterval 2000 ms \(exit\.mjs:4\)\n){2})$/;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 10_000);
-      child.stderr.on('data', () => {
+      child.stderr!.on('data', () => {
         if (outside.test(err)) {
           clearTimeout(t);
           resolve();
         }
       });
     });
-    child.kill('SIGKILL');
+    killGroup(child.pid);
     expect(err).toMatch(/still running 300 ms after the last test; what keeps it alive:\n  test "leaves a server"[^\n]*:\n    - listening server on 127\.0\.0\.1:\d+ \(exit\.mjs:5\)\n/);
     expect(err).toMatch(outside);
     expect(outside.exec(err)![1]).toMatch(/1000 ms[^]*2000 ms|2000 ms[^]*1000 ms/);
@@ -261,6 +326,28 @@ describe.skipIf(pgPlan.skip)(pgPlan.title, () => {
     const r = await run(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run', '--pool=threads']);
     expectScenario(r, [/Tests\s+5 failed \| 10 passed/]);
   }, 180_000);
+
+  // A timed-out test's body stops where it is stuck: its finally runs, the code after its await never does
+  // (closing what the test created is not enough to show it: nothing here is created but the await's timer).
+  describe("a timed-out test's body stops at its stuck await", () => {
+    const nodes = [...new Set([24, Number(process.versions.node.split('.')[0])])];
+    for (const major of nodes) {
+      test(`node --import evy/node-test --test (Node ${major})`, async () => {
+        const dir = project('node-test', [`pg@${version('pg')}`]);
+        expectBodyStopped(await runBody(dir, nodeBin(major), ['--import', 'evy/node-test', '--test', 'abort/body.node-test.mjs']));
+      }, 60_000);
+    }
+
+    test(`mocha ${version('mocha')} --require evy/mocha (Node 24)`, async () => {
+      const dir = project('mocha', [`mocha@${version('mocha')}`, `pg@${version('pg')}`]);
+      expectBodyStopped(await runBody(dir, nodeBin(24), ['node_modules/mocha/bin/mocha.js', '--no-config', '--require', 'evy/mocha', 'abort/body.mocha.mjs']));
+    }, 60_000);
+
+    test(`vitest ${version('vitest')} with runner: 'evy/vitest' (Node 24)`, async () => {
+      const dir = project('vitest', [`vitest@${version('vitest')}`, `pg@${version('pg')}`]);
+      expectBodyStopped(await runBody(dir, nodeBin(24), ['node_modules/vitest/vitest.mjs', 'run', '--config', 'vitest.abort.config.mjs', 'body']));
+    }, 60_000);
+  });
 
   // Ctrl-C (SIGINT to the runner) or --bail while a test holds a server, a socket and children: the test's
   // thread is killed, nothing it held outlives the run, and the runner exits at once. node:test has no bail.
