@@ -1,0 +1,17 @@
+// The fast unit tests of the core primitives, for StrykerJS (stryker.config.mjs); not used by `npm test`.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: [
+      'test/queue.test.ts',
+      'test/event-semaphore.test.ts',
+      'test/greenpool.test.ts',
+      'test/greenthread.test.ts',
+      'test/timeout.test.ts',
+      'test/ownership.test.ts',
+    ],
+    pool: 'forks',
+    testTimeout: 20_000,
+  },
+});
