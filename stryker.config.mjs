@@ -18,7 +18,7 @@ export default {
   concurrency: 2,
   // Timers in these tests are real: a mutant that breaks a wake-up makes a test hang. Stryker's limit is the
   // test's own time x 1.5 + this; a hung mutant then costs a restart of the test process, so keep it short.
-  timeoutMS: 2000,
+  timeoutMS: 5000,
   // Module-level code (a static mutant) would need every test for each mutant: skipped, and reported as such.
   ignoreStatic: true,
   reporters: ['clear-text', 'progress', 'json'],

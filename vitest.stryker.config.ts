@@ -10,8 +10,13 @@ export default defineConfig({
       'test/greenthread.test.ts',
       'test/timeout.test.ts',
       'test/ownership.test.ts',
+      'test/boundaries.test.ts',
+      'test/wait-labels.test.ts',
     ],
-    pool: 'forks',
+    // Stryker runs vitest in one worker thread; these files patch nothing and pass sharing it (isolate: false
+    // saves a fresh worker per file and per mutant).
+    pool: 'threads',
+    isolate: false,
     testTimeout: 20_000,
   },
 });

@@ -48,6 +48,43 @@ describe('Event', () => {
   });
 });
 
+describe('Event: state and a killed waiter', () => {
+  it('ready/hasValue/hasException tell what was sent, and nothing before', () => {
+    const ev = new Event<number>();
+    const state = () => [ev.ready(), ev.hasValue(), ev.hasException()];
+    expect(state()).toEqual([false, false, false]);
+    ev.sendException(new Error('x'));
+    expect(state()).toEqual([true, false, true]);
+    ev.reset();
+    ev.send(1);
+    expect(state()).toEqual([true, true, false]);
+    expect(() => ev.send(2)).toThrow(/already sent; call reset\(\)/);
+  });
+
+  it('wait() in a thread that was already killed rejects with its kill error at once (sticky), whatever the event', async () => {
+    const ev = new Event();
+    const err = new Error('stop');
+    const t = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here; the thread goes on to wait again
+      }
+      return ev.wait(5).then(() => 'woke', (e: unknown) => e);
+    });
+    await sleep(0);
+    await t.kill(err);
+    expect(await t.wait()).toBe(err);
+  });
+
+  it('a bad timeout is a rejected promise (ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE), also once sent', async () => {
+    const ev = new Event();
+    await expect(ev.wait('1' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    ev.send('v');
+    await expect(ev.wait(-1)).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+  });
+});
+
 describe('Semaphore', () => {
   it('acquire resolves true, blocks at zero, and release wakes waiters in FIFO order', async () => {
     const sem = new Semaphore(1);

@@ -345,7 +345,31 @@ describe('GreenPile', () => {
 
   it('rejects a bad size', () => {
     expect(() => new GreenPile('x' as never)).toThrow(TypeError);
+    expect(() => new GreenPile('x' as never)).toThrow(/"sizeOrPool" argument must be a number or a GreenPool/);
     expect(() => new GreenPile(-2)).toThrow(RangeError);
+  });
+
+  it('next() in a thread that was already killed rejects with its kill error at once, instead of waiting for a spawn', async () => {
+    const pool = new GreenPool(1);
+    const gate = spawn(() => sleep(10));
+    const full = await pool.spawn(() => gate.wait().catch(() => 0));
+    const pile = new GreenPile<number>(pool);
+    void pile.spawn(() => 1); // waits for the pool's one slot: its result is coming
+    const err = new Error('stop');
+    const reader = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here; the thread goes on to read
+      }
+      return pile.next().then(() => 'read', (e: unknown) => e);
+    });
+    await sleep(0);
+    await reader.kill(err);
+    expect(await reader.wait()).toBe(err);
+    await gate.kill();
+    await full.wait();
+    expect(await pile.next()).toEqual({ value: 1, done: false });
   });
 });
 

@@ -134,8 +134,23 @@ describe('own/disown', () => {
     expect(String(errors[0])).toMatch(/bad destroyer/);
   });
 
-  it('rejects a destroy that is not a function', () => {
+  it('rejects a destroy that is not a function, naming the argument', () => {
     expect(() => own({}, 5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => own({}, 5 as never)).toThrow(/"destroy"/);
+  });
+
+  it('disown() for a thread that never owned anything is a no-op', async () => {
+    const t = spawn(() => 'nothing owned');
+    await t.wait();
+    expect(() => disown({}, t)).not.toThrow();
+    const parked = new Event<void>();
+    const u = spawn(async () => {
+      parked.send();
+      await sleep(10);
+    });
+    await parked.wait();
+    expect(() => disown({}, u)).not.toThrow();
+    await u.kill();
   });
 });
 
