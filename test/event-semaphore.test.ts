@@ -144,6 +144,23 @@ describe('Semaphore', () => {
     expect(sem.counter).toBe(1);
   });
 
+  it('acquire() in a thread that was already killed rejects with its kill error and takes no permit, even when one is free', async () => {
+    const sem = new Semaphore(1);
+    const err = new Error('stop');
+    const t = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here; the thread goes on to acquire
+      }
+      return sem.acquire().then(() => 'acquired', (e: unknown) => e);
+    });
+    await sleep(0);
+    await t.kill(err);
+    expect(await t.wait()).toBe(err);
+    expect(sem.counter).toBe(1);
+  });
+
   it('rejects a negative or non-integer value', () => {
     expect(() => new Semaphore(-1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => new Semaphore(NaN)).toThrow(RangeError);
@@ -155,6 +172,7 @@ describe('BoundedSemaphore', () => {
   it('releasing past the initial value is a typed error', async () => {
     const sem = new BoundedSemaphore(1);
     expect(() => sem.release()).toThrow(expect.objectContaining({ code: 'ERR_EVY_SEMAPHORE_OVER_RELEASED' }));
+    expect(() => sem.release()).toThrow(/released too many times \(limit 1\)/);
     await sem.acquire();
     sem.release();
     expect(sem.counter).toBe(1);
@@ -195,7 +213,37 @@ describe('CappedSemaphore', () => {
     expect(await acq.wait()).toBe(true);
   });
 
-  it('rejects count > limit', () => {
+  it('rejects count > limit, naming both', () => {
     expect(() => new CappedSemaphore(3, 2)).toThrow(RangeError);
+    expect(() => new CappedSemaphore(3, 2)).toThrow(/"count".*<= limit \(2\)/);
+    expect(() => new CappedSemaphore(-1, 2)).toThrow(/"count"/);
+    expect(() => new CappedSemaphore(1, -2)).toThrow(/"limit"/);
+  });
+
+  it('an acquire or release that times out or is killed moves no permit', async () => {
+    const sem = new CappedSemaphore(0, 1); // acquire blocks (count 0); one release is free
+    expect(await sem.acquire(true, 0.01)).toBe(false);
+    expect([sem.counter, sem.balance, sem.bounded()]).toEqual([0, -1, false]);
+    const blocked = spawn(() => sem.acquire());
+    await sleep(0);
+    await blocked.kill();
+    expect([sem.counter, sem.balance, sem.bounded()]).toEqual([0, -1, false]);
+    expect(await sem.release()).toBe(true); // the one free release is still there
+    expect(await sem.release(true, 0.01)).toBe(false); // at the limit now
+    const blockedRelease = spawn(() => sem.release());
+    await sleep(0);
+    await blockedRelease.kill();
+    expect([sem.counter, sem.balance, sem.bounded()]).toEqual([1, 1, true]);
+  });
+
+  it('a bad argument changes nothing, not even a blocked release', async () => {
+    const sem = new CappedSemaphore(1, 1); // at the limit: release blocks until an acquire
+    const releaser = spawn(() => sem.release());
+    await sleep(0);
+    await expect(sem.acquire('x' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await sleep(0);
+    expect(releaser.dead).toBe(false);
+    expect(await sem.acquire()).toBe(true); // the real acquire lets it through
+    expect(await releaser.wait()).toBe(true);
   });
 });

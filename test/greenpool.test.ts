@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getcurrent, GreenletExit, GreenPile, GreenPool, GreenThread, hub, local, sleep, spawn, Timeout } from '../src/index.js';
+import { Event, getcurrent, GreenletExit, GreenPile, GreenPool, GreenThread, hub, local, sleep, spawn, Timeout } from '../src/index.js';
 
 const tick = (): Promise<void> => sleep(0);
 
@@ -127,6 +127,35 @@ describe('GreenPool', () => {
     expect(pool.waiting()).toBe(1);
     pool.resize(1);
     expect(await spawner.wait()).toBe('ran');
+  });
+
+  it('resize admits exactly as many waiting spawners as new slots; the same size admits none', async () => {
+    const pool = new GreenPool(1);
+    const gate = new Event<void>();
+    await pool.spawn(() => gate.wait());
+    const spawners = [1, 2, 3].map((n) => spawn(() => pool.spawn(() => gate.wait().then(() => n)).then((t) => t.wait())));
+    await tick();
+    expect([pool.running(), pool.waiting(), pool.free()]).toEqual([1, 3, 0]);
+    pool.resize(1);
+    await tick();
+    expect([pool.running(), pool.waiting(), pool.free()]).toEqual([1, 3, 0]);
+    pool.resize(2);
+    await tick();
+    expect([pool.running(), pool.waiting(), pool.free()]).toEqual([2, 2, 0]);
+    gate.send();
+    expect(await Promise.all(spawners.map((s) => s.wait()))).toEqual([1, 2, 3]);
+  });
+
+  it('from inside a pool that has room, spawn starts a new thread (not inline)', async () => {
+    const pool = new GreenPool(3);
+    const t = await pool.spawn(async () => {
+      const child = await pool.spawn(async () => {
+        await sleep(0.005);
+        return 'child';
+      });
+      return [child.dead, pool.running(), await child.wait()];
+    });
+    expect(await t.wait()).toEqual([false, 2, 'child']);
   });
 
   it('errors in spawned threads free their slot; spawnN errors are reported, not lost', async () => {
