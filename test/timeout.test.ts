@@ -1,6 +1,8 @@
 import { createServer, connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Event, getcurrent, GreenletExit, Queue, sleep, spawn, Timeout, until, withTimeout, with_timeout } from '../src/index.js';
+import { expiredTimeout } from '../src/timeout.js';
+import { rt } from '../src/runtime.js';
 
 describe('Timeout', () => {
   it('fires at the creating thread’s current evy wait, throwing itself', async () => {
@@ -222,6 +224,45 @@ describe('withTimeout', () => {
       }
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Timeout);
+  });
+});
+
+describe('Timeout and withTimeout: what they say and what they leave', () => {
+  it('messages and name: "timed out", "after 1 second", "after 0.5 seconds"', () => {
+    const never = new Timeout(null);
+    const one = new Timeout(1);
+    const half = new Timeout(0.5);
+    one.cancel();
+    half.cancel();
+    expect([never.name, never.message, one.message, half.message]).toEqual(['Timeout', 'timed out', 'timed out after 1 second', 'timed out after 0.5 seconds']);
+    expect([expiredTimeout(1).message, expiredTimeout(2).message, expiredTimeout(2).seconds]).toEqual(['timed out after 1 second', 'timed out after 2 seconds', 2]);
+  });
+
+  it("withTimeout's Timeout carries its seconds; null or undefined seconds set no deadline", async () => {
+    const err = await withTimeout(0.01, () => sleep(5)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Timeout);
+    expect([(err as Timeout).seconds, (err as Timeout).message]).toEqual([0.01, 'timed out after 0.01 seconds']);
+    expect(await withTimeout(null, async () => (await sleep(0.02), 'no deadline'))).toBe('no deadline');
+    expect(await withTimeout(undefined, async () => (await sleep(0.02), 'none either'))).toBe('none either');
+  });
+
+  it('a withTimeout that returns before its deadline leaves no timer behind (its deadline timer is cleared)', async () => {
+    // evy's own timer is unref'd (so not in getActiveResourcesInfo): watch the ones withTimeout arms.
+    const real = rt.timers.setTimeout;
+    const armed: [unknown, NodeJS.Timeout][] = [];
+    rt.timers.setTimeout = ((...a: Parameters<typeof real>) => {
+      const t = real(...a);
+      armed.push([a[1], t]);
+      return t;
+    }) as typeof real;
+    try {
+      for (let i = 0; i < 3; i++) expect(await withTimeout(60, async (n: number) => (await sleep(0), n), i)).toBe(i);
+    } finally {
+      rt.timers.setTimeout = real;
+    }
+    const deadlines = armed.filter(([ms]) => ms === 60_000).map(([, t]) => t);
+    expect(deadlines).toHaveLength(3);
+    for (const t of deadlines) expect((t as unknown as { _destroyed: boolean })._destroyed).toBe(true);
   });
 });
 
