@@ -35,7 +35,7 @@ export const mutants = [
     file: 'src/patching/net.ts',
     search: '    else markShared(s); // a reply to one request, and at once a write for another: a queue',
     replace: '    else {} // mutant',
-    tests: ['test/real-redis.test.ts', 'test/kill-trust.test.ts', 'test/register.test.ts'],
+    tests: ['test/shared-connection.test.ts'],
   },
   {
     id: 'connect-in-thread-context',
@@ -43,7 +43,7 @@ export const mutants = [
     file: 'src/patching/net.ts',
     search: '    const r = neutral(connect, this, args);',
     replace: '    const r = connect.apply(this, args);',
-    tests: ['test/kill-trust.test.ts', 'test/register.test.ts'],
+    tests: ['test/shared-connection.test.ts'],
   },
   {
     id: 'abandon-destroys-at-once',
@@ -52,6 +52,7 @@ export const mutants = [
     search: '  if (s[kSetup] === true) abandon(s, err);\n  else destroyNow(s, err);',
     replace: '  destroyNow(s, err);',
     tests: ['test/kill-trust.test.ts'],
+    filter: 'another thread takes it over',
   },
   {
     id: 'abandon-never-destroys',
@@ -60,6 +61,7 @@ export const mutants = [
     search: '  if (s.connecting) abandon(s, err); // still connecting: wait for it\n  else destroyNow(s, err);',
     replace: '  if (s.connecting) abandon(s, err); // still connecting: wait for it',
     tests: ['test/kill-trust.test.ts'],
+    filter: 'used by nobody else',
   },
   {
     id: 'tls-no-adoption',
@@ -68,6 +70,7 @@ export const mutants = [
     search: '    if (under !== null && made !== under && made !== null && typeof made === \'object\') adoptUpgrade(under, made as AnySock);',
     replace: '    // mutant: no adoption',
     tests: ['test/kill-trust.test.ts'],
+    filter: 'TLS',
   },
   {
     id: 'http-request-not-owned',
@@ -76,6 +79,7 @@ export const mutants = [
     search: '    const r = neutral(addRequest, this, [req, ...rest]);\n    ownRequest(req, t);',
     replace: '    const r = neutral(addRequest, this, [req, ...rest]);',
     tests: ['test/patch.test.ts', 'test/register.test.ts'],
+    filter: 'https|withTimeout|keep-alive',
   },
   {
     id: 'server-not-owned',
@@ -93,6 +97,7 @@ export const mutants = [
     search: '    if (before >= 0 && q!.length > before) hooks.queued(this.connection?.stream);',
     replace: '    // mutant: queue unseen',
     tests: ['test/kill-trust.test.ts'],
+    filter: 'pg',
   },
   {
     id: 'mysql2-queue-unseen',
@@ -101,6 +106,7 @@ export const mutants = [
     search: '    if (behind) hooks.queued(this.stream);',
     replace: '    // mutant: queue unseen',
     tests: ['test/kill-trust.test.ts'],
+    filter: 'mysql2',
   },
   // ---- timers, fs, child processes
   {
@@ -150,7 +156,8 @@ export const mutants = [
     file: 'src/patching/child-process.ts',
     search: '  const tree = c.pid === undefined ? [] : freeze(c.pid);',
     replace: '  const tree = c.pid === undefined ? [] : [c.pid];',
-    tests: ['test/register.test.ts', 'test/kill-trust.test.ts'],
+    tests: ['test/register.test.ts'],
+    filter: 'every child|shell tree',
   },
   {
     id: 'unowned-ignored',
@@ -167,6 +174,7 @@ export const mutants = [
     search: "  if (emitter.listenerCount('error') === 0) emitter.on('error', swallow);",
     replace: '  // mutant: nothing absorbed',
     tests: ['test/register.test.ts', 'test/kill-trust.test.ts'],
+    filter: 'no crash|keep-alive|withTimeout',
   },
   // ---- undo() (every restore matters: test/undo.test.ts compares every slot)
   {

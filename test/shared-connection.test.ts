@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
-import { Event, GreenletExit, monkeyPatch, spawn, type GreenThread } from '../src/index.js';
+import { Event, GreenletExit, monkeyPatch, sleep, spawn, type GreenThread } from '../src/index.js';
 
 let undo: (() => void) | null = null;
 afterEach(() => {
@@ -124,6 +124,58 @@ function client(kind: 'net' | 'tls', server: Server) {
   };
 }
 
+/**
+ * A client that queues in JavaScript, as pg and mysql2 do (evy watches only their queues): one request on the
+ * wire at a time; the next one is written from the socket's 'data' handler, synchronously, as the reply to
+ * the previous one is delivered. (A client that writes it from a promise continuation instead writes it in
+ * the context of the thread whose code started that chain: docs/patching.md, the case the socket cannot show.)
+ */
+function queueingClient(kind: 'net' | 'tls', server: Server) {
+  let sock: net.Socket | null = null;
+  const queue: { line: string; resolve(v: string): void; reject(e: unknown): void }[] = [];
+  let inFlight: (typeof queue)[number] | null = null;
+  const send = (): void => {
+    inFlight = queue.shift() ?? null;
+    if (inFlight !== null) sock!.write(`${inFlight.line}\n`);
+  };
+  const open = (): net.Socket => {
+    const s =
+      kind === 'net'
+        ? net.connect(server.port, '127.0.0.1')
+        : tls.connect({ port: server.port, host: '127.0.0.1', ca: certs.caCert, servername: 'localhost' });
+    s.on('error', () => {});
+    let buf = '';
+    s.on('data', (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const done = inFlight;
+        send(); // the next queued request, written from this callback
+        done?.resolve(line);
+      }
+    });
+    s.on('close', () => {
+      for (const j of [inFlight, ...queue]) j?.reject(new Error('the connection closed before the reply'));
+      inFlight = null;
+      queue.length = 0;
+    });
+    return s;
+  };
+  return {
+    get socket(): net.Socket | null {
+      return sock;
+    },
+    ask(line: string): Promise<string> {
+      sock ??= open();
+      return new Promise((resolve, reject) => {
+        queue.push({ line, resolve, reject });
+        if (inFlight === null) send(); // idle: written now, by the asking thread's own code
+      });
+    },
+  };
+}
+
 async function expectKilled(t: GreenThread): Promise<void> {
   await t.kill();
   await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
@@ -177,6 +229,39 @@ for (const kind of ['net', 'tls'] as const) {
       expect(c.socket!.destroyed).toBe(false);
       server.answer('a');
       expect(await a.wait()).toBe('re:a');
+      c.socket!.destroy();
+      await server.close();
+    });
+
+    it("a client that queues in JavaScript: the request it writes for B from A's reply makes the connection shared; no later kill touches it", async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = queueingClient(kind, server);
+      const answered = new Event<string>();
+      const a = spawn(async () => {
+        answered.send(await c.ask('a')); // A connects and writes first, from its own code
+        await sleep(10); // then idles, alive
+      });
+      await server.arrived('a');
+      const b = spawn(() => c.ask('b')); // queued in the client: nothing written yet
+      server.answer('a'); // the client writes B's request from the socket's 'data' callback
+      expect(await answered.wait()).toBe('re:a');
+      await server.arrived('b');
+      await expectKilled(a); // B's request is on A's connection: A's kill must not cut it
+      expect(c.socket!.destroyed).toBe(false);
+      server.answer('b');
+      expect(await b.wait()).toBe('re:b');
+      // The connection serves a queue evy cannot see: marked shared for good. C's own request with D's queued
+      // behind it in the client: C's kill must leave the connection to D.
+      const cT = spawn(() => c.ask('c'));
+      await server.arrived('c');
+      const d = spawn(() => c.ask('d'));
+      await cT.kill();
+      expect(c.socket!.destroyed).toBe(false);
+      server.answer('c');
+      await server.arrived('d');
+      server.answer('d');
+      expect(await d.wait()).toBe('re:d');
       c.socket!.destroy();
       await server.close();
     });
