@@ -12,6 +12,7 @@ export default defineConfig({
       'test/ownership.test.ts',
       'test/boundaries.test.ts',
       'test/wait-labels.test.ts',
+      'test/waiter.test.ts',
     ],
     // Stryker runs vitest in one worker thread; these files patch nothing and pass sharing it (isolate: false
     // saves a fresh worker per file and per mutant).
