@@ -77,6 +77,27 @@ describe('Event: state and a killed waiter', () => {
     expect(await t.wait()).toBe(err);
   });
 
+  it('also when the event was already sent (a value or an exception): the kill error comes first', async () => {
+    const sent = new Event<string>();
+    sent.send('value');
+    const failed = new Event<string>();
+    failed.sendException(new Error('sent exception'));
+    const err = new Error('stop');
+    const t = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here
+      }
+      const a = await sent.wait().then(() => 'woke', (e: unknown) => e);
+      const b = await failed.wait().then(() => 'woke', (e: unknown) => e);
+      return [a, b];
+    });
+    await sleep(0);
+    await t.kill(err);
+    expect(await t.wait()).toEqual([err, err]);
+  });
+
   it('a bad timeout is a rejected promise (ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE), also once sent', async () => {
     const ev = new Event();
     await expect(ev.wait('1' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
