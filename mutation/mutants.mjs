@@ -165,7 +165,7 @@ export const mutants = [
     file: 'src/patching/state.ts',
     search: '  return als !== null && als.getStore() === rt.main;',
     replace: '  return false;',
-    tests: ['test/patch.test.ts', 'test/socket.test.ts'],
+    tests: ['test/shared-connection.test.ts'],
   },
   {
     id: 'no-absorb',
@@ -173,8 +173,8 @@ export const mutants = [
     file: 'src/patching/state.ts',
     search: "  if (emitter.listenerCount('error') === 0) emitter.on('error', swallow);",
     replace: '  // mutant: nothing absorbed',
-    tests: ['test/register.test.ts', 'test/kill-trust.test.ts'],
-    filter: 'no crash|keep-alive|withTimeout',
+    tests: ['test/real-pg.test.ts'],
+    filter: 'withTimeout',
   },
   // ---- undo() (every restore matters: test/undo.test.ts compares every slot)
   {

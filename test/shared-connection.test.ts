@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type Certs } from './helpers/certs.js';
-import { Event, GreenletExit, monkeyPatch, sleep, spawn, type GreenThread } from '../src/index.js';
+import { Event, GreenletExit, monkeyPatch, sleep, spawn, unowned, type GreenThread } from '../src/index.js';
 
 let undo: (() => void) | null = null;
 afterEach(() => {
@@ -262,6 +262,26 @@ for (const kind of ['net', 'tls'] as const) {
       await server.arrived('d');
       server.answer('d');
       expect(await d.wait()).toBe('re:d');
+      c.socket!.destroy();
+      await server.close();
+    });
+
+    it('a connection made inside unowned() is never destroyed by a kill, even with the killed thread\'s request outstanding', async () => {
+      undo = monkeyPatch().undo;
+      const server = await lineServer(kind);
+      const c = client(kind, server);
+      const made = spawn(() => unowned(() => c.ask('hello'))); // a client meant for everyone, made lazily in a thread
+      await server.arrived('hello');
+      server.answer('hello');
+      expect(await made.wait()).toBe('re:hello');
+      const a = spawn(() => c.ask('a')); // A's own request, outstanding when A is killed
+      await server.arrived('a');
+      await expectKilled(a);
+      expect(c.socket!.destroyed).toBe(false);
+      const b = spawn(() => c.ask('b'));
+      await server.arrived('b');
+      server.answer('b');
+      expect(await b.wait()).toBe('re:b');
       c.socket!.destroy();
       await server.close();
     });
