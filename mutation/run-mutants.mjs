@@ -10,6 +10,7 @@
 //   survived   its tests passed: a blind spot, or an equivalent mutant
 //   stale      its search text is not (exactly once) in the file any more: update the list
 //   broken     the mutated tree did not build
+//   no baseline  its tests failed twice without the mutant: nothing to conclude
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,14 +117,18 @@ async function main() {
   const b0 = await build();
   if (b0.code !== 0) throw new Error(`the unmutated tree does not build:\n${b0.out}`);
 
+  // A selection that fails unmutated proves nothing about its mutants: tried twice (a loaded machine makes
+  // timing-bound tests flaky), then its mutants are skipped and reported as such.
+  const noBaseline = new Set();
   if (!flag('--no-baseline')) {
     for (const k of new Set(chosen.map(key))) {
-      const r = await run('npx', JSON.parse(k));
       const shown = JSON.parse(k).slice(2).join(' ');
+      let r = await run('npx', JSON.parse(k));
+      if (r.code !== 0) r = await run('npx', JSON.parse(k));
       if (r.code !== 0) {
-        console.error(`baseline FAILED (${shown}): fix or rerun before trusting the mutants\n${failedTests(r.out).slice(0, 4).join('\n') || r.out.slice(-3000)}`);
-        process.exitCode = 1;
-        return;
+        noBaseline.add(k);
+        console.error(`baseline FAILED twice (${shown}): its mutants are skipped\n  ${failedTests(r.out).join('\n  ') || r.out.slice(-2000)}`);
+        continue;
       }
       console.log(`baseline ok   ${shown} (${r.ms} ms)`);
     }
@@ -131,6 +136,11 @@ async function main() {
 
   const results = [];
   for (const m of chosen) {
+    if (noBaseline.has(key(m))) {
+      results.push({ m, verdict: 'no baseline', detail: 'its tests fail without the mutant' });
+      console.log(`no baseline   ${m.id}`);
+      continue;
+    }
     const file = path.join(work, m.file);
     let original;
     try {
@@ -165,7 +175,7 @@ async function main() {
   console.log('\n| mutant | verdict | tests | what it breaks |\n|---|---|---|---|');
   for (const { m, verdict } of results) console.log(`| ${m.id} | ${verdict} | ${m.tests.join(', ')}${m.filter ? ` (-t "${m.filter}")` : ''} | ${m.why} |`);
   const count = (v) => results.filter((r) => r.verdict === v).length;
-  console.log(`\n${count('caught')} caught, ${count('survived')} survived, ${count('stale')} stale, ${count('broken')} broken (of ${results.length})`);
+  console.log(`\n${count('caught')} caught, ${count('survived')} survived, ${count('stale')} stale, ${count('broken')} broken, ${count('no baseline')} without a baseline (of ${results.length})`);
   if (count('caught') !== results.length) process.exitCode = 1;
 }
 
