@@ -89,11 +89,11 @@ export const mutants = [
     replace: '      // mutant: not owned',
     tests: ['test/patch.test.ts'],
   },
-  // ---- watched clients (src/patching/clients.ts)
+  // ---- watched clients (src/patching/clients/)
   {
     id: 'pg-queue-unseen',
     why: "a command queued in pg.Client behind another thread's no longer makes the socket shared",
-    file: 'src/patching/clients.ts',
+    file: 'src/patching/clients/pg.ts',
     search: '    if (before >= 0 && q!.length > before) hooks.queued(this.connection?.stream);',
     replace: '    // mutant: queue unseen',
     tests: ['test/kill-trust.test.ts'],
@@ -102,7 +102,7 @@ export const mutants = [
   {
     id: 'mysql2-queue-unseen',
     why: "a command queued in a mysql2 connection behind another thread's no longer makes the socket shared",
-    file: 'src/patching/clients.ts',
+    file: 'src/patching/clients/mysql2.ts',
     search: '    if (behind) hooks.queued(this.stream);',
     replace: '    // mutant: queue unseen',
     tests: ['test/kill-trust.test.ts'],
