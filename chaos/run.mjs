@@ -92,7 +92,7 @@ function weighted(table) {
 // ---- counters --------------------------------------------------------------------------------------
 const counts = Object.fromEntries(COUNTERS.map((c) => [c, 0]));
 const examples = Object.fromEntries(COUNTERS.map((c) => [c, []]));
-const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, threads: 0, waves: 0, kinds: {}, kindsFailed: {} };
+const stats = { injections: 0, fired: 0, ops: 0, opsFailed: 0, expected: 0, excused: 0, excusedNotClean: 0, threads: 0, waves: 0, kinds: {}, kindsFailed: {} };
 const fmtErr = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 const portNames = {};
 function count(counter, what, err) {
@@ -195,6 +195,19 @@ function echoHandler(sock) {
   let buf = '';
   let chain = Promise.resolve();
   let dup = SABOTAGE === 'integrity'; // sabotage: echo one line twice (a duplicated message)
+  // The delays end with the connection: a closed one leaves no timer of the harness's own behind (the leak
+  // check runs while this server is still up).
+  const delays = new Map(); // timer -> resolve
+  sock.on('close', () => {
+    for (const [t, resolve] of delays) ot.clearTimeout(t), resolve();
+    delays.clear();
+  });
+  const pause = (ms) =>
+    new Promise((resolve) => {
+      if (sock.destroyed) return resolve();
+      const t = ot.setTimeout(() => (delays.delete(t), resolve()), ms);
+      delays.set(t, resolve);
+    });
   sock.setEncoding('utf8');
   sock.on('data', (d) => {
     buf += d;
@@ -204,7 +217,7 @@ function echoHandler(sock) {
       buf = buf.slice(i + 1);
       const delay = Number(line.split(' ', 2)[1]) || 0;
       chain = chain.then(async () => {
-        if (delay > 0) await foreignDelay(delay);
+        if (delay > 0) await pause(delay);
         if (!sock.destroyed) sock.write(line);
         if (dup && line.includes('shared-line') && !sock.destroyed) {
           dup = false;
@@ -709,6 +722,8 @@ class LineConn {
     this.ready = new Promise((resolve, reject) => {
       this.sock.once(useTls ? 'secureConnect' : 'connect', resolve);
       this.sock.once('error', reject);
+      // Destroyed while connecting without an error (a kill, the harness): its users must not wait forever.
+      this.sock.once('close', () => reject(new Error('shared line connection closed before it connected')));
     });
     this.ready.catch(() => {});
     this.sock.on('error', () => {});
@@ -1469,7 +1484,8 @@ function classifyOne(ti, f) {
   if (c.verdict === 'expected') stats.expected++;
   else if (c.verdict === 'excused') {
     stats.excused++;
-    if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario}: ${f.kind} failed on a ${f.gen.kind} (${c.why}, ${(f.at - c.doom.at).toFixed(1)} ms earlier): ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
+    if (ti.role !== 'survivor') stats.excusedNotClean++;
+    if (VERBOSE) console.error(`[excused] #${ti.id} ${ti.scenario} (${ti.role}): ${f.kind} failed on a ${f.gen.kind} (${c.why}, ${(f.at - c.doom.at).toFixed(1)} ms earlier): ${fmtErr(f.err)}${where(f.err)}\n    ${String(f.err?.stack ?? '').split('\n').slice(1, 4).join('\n    ')}`);
   } else {
     const on = f.gen ? ` on a ${f.gen.kind}${f.gen.createdBy ? ` (created by ${f.gen.createdBy})` : ''}` : '';
     count('collateral', `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}): ${f.kind} failed${on}, explained by nothing before it${c.why ? `: ${c.why}` : ''}${where(f.err)}`, f.err);
@@ -1628,6 +1644,12 @@ function launchDeadline(ti, name, fn, P, launch) {
 }
 
 // ---- sabotage: make each counter fail on purpose (proves the harness can see it) ---------------------
+/** Waits (bounded: 30 s, then the harness fails) until `cond()`: a loaded machine may take its time. */
+async function waitFor(cond, what) {
+  for (const t0 = performance.now(); !cond(); await sleep(0.005)) {
+    if (performance.now() - t0 > 30_000) throw new Error(`chaos: waited 30 s for ${what}`);
+  }
+}
 let sabotaged = 0;
 /**
  * --sabotage kill-shared, at every kill: what `useSocket` in src/patching/net.ts does without its rule that two
@@ -1649,8 +1671,8 @@ async function sabotage() {
     if (lineShared === null) lineShared = new LineConn(ECHO_PORT, false);
     const c = lineShared;
     const ti = new ThreadInfo('sabotage-collateral', 'survivor');
-    const gt = spawn(body(ti, async () => op(ti, 'net.line', () => c.ready.then(() => c.request('sabotage', 200)), c.gen)));
-    await sleep(0.05);
+    const gt = spawn(body(ti, async () => op(ti, 'net.line', () => c.ready.then(() => c.request('sabotage', 2000, ti)), c.gen)));
+    await waitFor(() => c.waiting().has(ti), 'the sabotage-collateral request to be written');
     c.sock.destroy();
     await gt.wait().catch(() => {});
     classify([ti]);
@@ -1692,7 +1714,7 @@ async function sabotage() {
     sock.on('error', () => {});
     await new Promise((r) => sock.once('connect', r));
   } else if (SABOTAGE === 'kill-shared') {
-    // Two threads with a line request outstanding at once on one connection (the echo waits 300 ms), then a kill
+    // Two threads with a line request outstanding at once on one connection (the echo waits 2 s), then a kill
     // of one: killShared (called by injectKill) destroys the connection under the other, as evy did without its
     // shared-connection rule. The survivor's failure follows the victim's doom, but its request was already on
     // the connection: collateral. The same happens in the waves when they run (--injections > 0).
@@ -1701,13 +1723,13 @@ async function sabotage() {
     await c.ready;
     const line = async (t) => {
       const note = {};
-      return op(t, 'net.line', () => c.request(`shared-line-sabotage-${t.id}`, 300, t, note), c.gen, note);
+      return op(t, 'net.line', () => c.request(`shared-line-sabotage-${t.id}`, 2000, t, note), c.gen, note);
     };
     const survivor = new ThreadInfo('sabotage-kill-shared', 'survivor');
     const victim = new ThreadInfo('sabotage-kill-shared', 'victim');
     const gs = spawn(body(survivor, line));
     const gv = spawn(body(victim, line));
-    await sleep(0.05);
+    await waitFor(() => c.waiting().size === 2, 'both kill-shared requests to be written');
     await injectKill(victim, gv, 'kill');
     await checkWait(victim, gv);
     await gs.wait().catch(() => {});
@@ -1898,7 +1920,7 @@ function printSummary(heapNow) {
   console.log(`chaos: ops per kind (failed): ${kinds.map((k) => `${k}=${stats.kinds[k]}${stats.kindsFailed[k] ? `(${stats.kindsFailed[k]})` : ''}`).join(' ')}`);
   console.log(`chaos: shared clients made: ${Object.keys(made).sort().map((k) => `${k}=${made[k]}`).join(', ') || 'none'} (${madeAfterKill} by a thread after its own kill)`);
   if (SABOTAGE === 'kill-shared') console.log(`chaos: sabotage kill-shared destroyed ${sabotaged} shared line connections at a kill`);
-  console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
+  console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill, ${stats.excusedNotClean} of them a victim's or deadline thread's before its own kill or deadline), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);
   process.exitCode = total === 0 ? 0 : 1;
