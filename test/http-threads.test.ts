@@ -218,6 +218,32 @@ describe('request threads (the http patch key)', () => {
   });
 });
 
+describe('what stays as it was', () => {
+  it("'upgrade' listeners run outside request threads (a WebSocket outlives its handler)", async () => {
+    patch({ http: true });
+    const { server, port } = await serve((req, res) => res.end());
+    let name = '';
+    server.on('upgrade', (req, socket) => {
+      name = getcurrent().name;
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n');
+    });
+    const c = rawClient(port);
+    c.sock.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n');
+    await until(() => c.data().includes('101'));
+    expect(name).toBe('MainThread');
+    c.sock.destroy();
+  });
+
+  it("an async listener's own rejection (no kill) is still an unhandled rejection, under the hook as without it", async () => {
+    const { execFileSync } = await import('node:child_process');
+    const root = new URL('..', import.meta.url).pathname;
+    for (const args of [[], ['--import', './register.mjs']]) {
+      const out = execFileSync(process.execPath, [...args, 'fixtures/http/rejection.mjs'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+      expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ unhandled: "the app's own bug" });
+    }
+  });
+});
+
 describe('startedThread (internal: a thread whose code the caller runs)', () => {
   it('runs the caller\'s code as the thread at once; _finish ends it; a kill detaches it at once and stays sticky for its code', async () => {
     const { startedThread } = await import('../src/greenthread.js');
