@@ -2,6 +2,9 @@
 // the emit, named after the request, ended with the response; killed only when the response closes before
 // the app ended it (pipelined and keep-alive requests included); undo() restores net.Server's emit.
 import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import { makeCerts } from './helpers/certs.js';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleepMs } from 'node:timers/promises';
@@ -215,6 +218,48 @@ describe('request threads (the http patch key)', () => {
     await sleepMs(400);
     expect(d.data()).toBe('');
     d.sock.destroy();
+  });
+});
+
+describe('https', () => {
+  it('an https server: keep-alive requests run in threads of their own; a client that leaves mid-request kills its thread', async () => {
+    patch({ http: true, timers: true });
+    const certs = makeCerts();
+    try {
+      const threads: GreenThread[] = [];
+      const server = https.createServer({ key: certs.serverKey, cert: certs.serverCert }, (req, res) => {
+        threads.push(getcurrent());
+        if (req.url === '/slow') setTimeout(() => res.end('late'), 5000);
+        else res.end(req.url);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as net.AddressInfo).port;
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: certs.caCert, servername: 'localhost' });
+      const get = (p: string): Promise<string> =>
+        new Promise((resolve, reject) => {
+          https.get({ host: '127.0.0.1', port, path: p, agent }, (res) => {
+            let b = '';
+            res.on('data', (d) => (b += d));
+            res.on('end', () => resolve(b));
+          }).on('error', reject);
+        });
+      expect(await get('/a')).toBe('/a');
+      expect(await get('/b')).toBe('/b');
+      const sock = tls.connect({ host: '127.0.0.1', port, ca: certs.caCert, servername: 'localhost' });
+      await new Promise((r) => sock.once('secureConnect', r));
+      sock.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(() => threads.length === 3);
+      sock.destroy();
+      await until(() => threads[2]!.dead);
+      expect(threads.map((t) => t.name)).toEqual(['GET /a', 'GET /b', 'GET /slow']);
+      await expect(threads[0]!.wait()).resolves.toBeUndefined();
+      await expect(threads[2]!.wait()).rejects.toThrow('GET /slow: the client closed the connection');
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    } finally {
+      certs.cleanup();
+    }
   });
 });
 
