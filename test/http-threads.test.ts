@@ -279,6 +279,17 @@ describe('what stays as it was', () => {
     c.sock.destroy();
   });
 
+  it('a bad EVY_REQUEST_DEADLINE or EVY_SHUTDOWN_DRAIN stops the app at startup with a TypeError naming it', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const root = new URL('..', import.meta.url).pathname;
+    for (const [name, value] of [['EVY_REQUEST_DEADLINE', 'abc'], ['EVY_SHUTDOWN_DRAIN', '-1']]) {
+      const r = spawnSync(process.execPath, ['--import', './register.mjs', '-e', 'console.log("ran")'], { cwd: root, encoding: 'utf8', env: { ...process.env, [name]: value } });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(`TypeError: The "${name}" argument must be a number of seconds >= 0.`);
+    }
+  });
+
   it("an async listener's own rejection (no kill) is still an unhandled rejection, under the hook as without it", async () => {
     const { execFileSync } = await import('node:child_process');
     const root = new URL('..', import.meta.url).pathname;
