@@ -5,7 +5,7 @@
 // (their handlers never answer), heap in use after a GC, with and without evy.
 //   npm run bench -- http-server     EVY_BENCH_REPEATS=7 EVY_BENCH_SECONDS=3 EVY_BENCH_CONNS=32 EVY_BENCH_HELD=2000
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { cpus, loadavg } from 'node:os';
@@ -65,12 +65,25 @@ async function stop(s) {
   await new Promise((r) => s.proc.once('exit', r));
 }
 
-function wrk(port, seconds) {
+/** utime + stime of a process, in ms (/proc; 10 ms ticks): CPU time is what contention on a shared machine distorts least. */
+function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+function wrk(port, seconds, pid) {
   const [cmd, argv] = pin(1, 'wrk', ['-t1', `-c${CONNS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`]);
+  const cpu0 = cpuMs(pid);
   const out = execFileSync(cmd, argv, { encoding: 'utf8' });
+  const cpu = cpuMs(pid) - cpu0;
   const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (m === null) throw new Error(`wrk said:\n${out}`);
-  return Number(m[1]);
+  const n = /(\d+) requests in/.exec(out);
+  if (m === null || n === null) throw new Error(`wrk said:\n${out}`);
+  return { rps: Number(m[1]), cpuUs: (cpu * 1000) / Number(n[1]) };
 }
 
 const median = (a) => {
@@ -79,12 +92,15 @@ const median = (a) => {
 };
 
 const rps = new Map(CONFIGS.map((c) => [c.name, []]));
+const cpu = new Map(CONFIGS.map((c) => [c.name, []]));
 console.log(`Requests per second, hello world, keep-alive, wrk -c${CONNS} for ${SECONDS} s (${REPEATS} rounds, interleaved), ${serverVersion}, ${hasTaskset ? 'server on CPU 0, wrk on CPU 1' : 'not pinned'}, load average ${loadavg()[0].toFixed(1)}`);
 for (let r = 0; r < REPEATS; r++) {
   for (const c of CONFIGS) {
     const s = await startServer(c);
-    wrk(s.port, 1); // warm-up
-    rps.get(c.name).push(wrk(s.port, SECONDS));
+    wrk(s.port, 1, s.proc.pid); // warm-up
+    const r = wrk(s.port, SECONDS, s.proc.pid);
+    rps.get(c.name).push(r.rps);
+    cpu.get(c.name).push(r.cpuUs);
     await stop(s);
   }
 }
@@ -99,9 +115,21 @@ for (const c of CONFIGS) {
   const rr = c.evy ? ratios(c.name, baseOf(c)) : null;
   console.log(`| ${c.name} | ${f(Math.min(...v))} | ${f(median(v))} | ${rr === null ? '-' : `${Math.min(...rr).toFixed(3)} / ${median(rr).toFixed(3)}`} |`);
 }
+console.log(`\nServer CPU time per request, µs (user + system, /proc; the figure contention distorts least): min / median`);
+console.log('| configuration | min | median | requests per CPU second, ratio to no evy (min / median of per-round ratios) |');
+console.log('|---|---|---|---|');
+// Requests per CPU second is the inverse of CPU per request: a ratio >= 0.95 means evy costs <= ~5% more CPU.
+const cpuRatios = (evy, base) => cpu.get(evy).map((v, i) => cpu.get(base)[i] / v);
+for (const c of CONFIGS) {
+  const v = cpu.get(c.name);
+  const rr = c.evy ? cpuRatios(c.name, baseOf(c)) : null;
+  console.log(`| ${c.name} | ${Math.min(...v).toFixed(1)} | ${median(v).toFixed(1)} | ${rr === null ? '-' : `${Math.min(...rr).toFixed(3)} / ${median(rr).toFixed(3)}`} |`);
+}
 for (const [evy, base, label] of [[CONFIGS[1].name, CONFIGS[0].name, 'node:http'], [CONFIGS[4].name, CONFIGS[3].name, 'Express']]) {
   const rr = ratios(evy, base);
   summary({ figure: `${label} hello world req/s, request threads / no evy`, target: '>= 0.95x', min: Math.min(...rr), median: median(rr), met: median(rr) >= 0.95, unit: 'x' });
+  const cr = cpuRatios(evy, base);
+  summary({ figure: `${label} hello world requests per CPU second, request threads / no evy`, target: '>= 0.95x', min: Math.min(...cr), median: median(cr), met: median(cr) >= 0.95, unit: 'x' });
 }
 
 // ---- heap per in-flight request ----
@@ -117,6 +145,8 @@ function getText(port, path) {
 
 async function heldHeap(c) {
   const s = await startServer(c);
+  // Warm up first (compiled code, the framework's lazy state), so that the base is not the cold process.
+  for (let i = 0; i < 300; i++) await getText(s.port, '/');
   const base = Number(await getText(s.port, '/mem'));
   const socks = [];
   for (let i = 0; i < HELD; i++) {
