@@ -36,6 +36,7 @@ if (!existsSync(join(root, 'dist', 'register-esm.js'))) {
 mkdirSync(join(snap, 'bench'), { recursive: true });
 for (const f of ['package.json', 'register.mjs', 'dist']) cpSync(join(root, f), join(snap, f), { recursive: true });
 cpSync(join(here, 'http-server.child.mjs'), join(snap, 'bench', 'http-server.child.mjs'));
+cpSync(join(here, 'http-emit.child.mjs'), join(snap, 'bench', 'http-emit.child.mjs'));
 process.on('exit', () => rmSync(snap, { recursive: true, force: true }));
 const script = join(snap, 'bench', 'http-server.child.mjs');
 
@@ -130,6 +131,31 @@ for (const [evy, base, label] of [[CONFIGS[1].name, CONFIGS[0].name, 'node:http'
   summary({ figure: `${label} hello world req/s, request threads / no evy`, target: '>= 0.95x', min: Math.min(...rr), median: median(rr), met: median(rr) >= 0.95, unit: 'x' });
   const cr = cpuRatios(evy, base);
   summary({ figure: `${label} hello world requests per CPU second, request threads / no evy`, target: '>= 0.95x', min: Math.min(...cr), median: median(cr), met: median(cr) >= 0.95, unit: 'x' });
+}
+
+// ---- the request thread alone: 'request' emitted with no I/O ----
+{
+  const emitScript = join(snap, 'bench', 'http-emit.child.mjs');
+  const run = (mode) => execFileSync(...pin(0, serverNode, ['--expose-gc', emitScript, mode, join(snap, 'dist', 'index.js')]), { encoding: 'utf8' }).trim().split(' ').map(Number);
+  const plain = [];
+  const threads = [];
+  const heapPlain = [];
+  const heapThreads = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const [a, ha] = run('plain');
+    const [b, hb] = run('evy');
+    plain.push(a);
+    threads.push(b);
+    heapPlain.push(ha);
+    heapThreads.push(hb);
+  }
+  console.log(`\nCPU µs per 'request' emitted in a loop with no I/O (answered synchronously), ${REPEATS} processes each, interleaved: min / median`);
+  console.log('| configuration | min | median | + µs (min / median) |');
+  console.log('|---|---|---|---|');
+  console.log(`| no evy | ${Math.min(...plain).toFixed(2)} | ${median(plain).toFixed(2)} | - |`);
+  console.log(`| request threads | ${Math.min(...threads).toFixed(2)} | ${median(threads).toFixed(2)} | +${(Math.min(...threads) - Math.min(...plain)).toFixed(2)} / +${(median(threads) - median(plain)).toFixed(2)} |`);
+  console.log(`\nHeap per request held in flight (20,000 emitted, never answered; no sockets), bytes, median of ${REPEATS}: no evy ${f(median(heapPlain))}, request threads ${f(median(heapThreads))}: a request thread costs ${f(median(heapThreads) - median(heapPlain))} B`);
+  summary({ figure: 'heap per in-flight request thread', target: 'reported', min: median(heapThreads) - median(heapPlain), median: median(heapThreads) - median(heapPlain), met: true, unit: 'B' });
 }
 
 // ---- heap per in-flight request ----

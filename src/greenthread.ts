@@ -135,7 +135,14 @@ export class GreenThread<T = unknown> {
   }
 
   get name(): string {
-    return this._x?.name ?? (this === rt.main ? 'MainThread' : `GreenThread-${this.id}`);
+    const n = this._x?.name;
+    if (n != null) return n;
+    // An external thread keeps what its name is made from in `_args` (a request: `METHOD url`), made on demand.
+    if (this._flags & EXTERNAL && this._args !== null) {
+      const r = this._args as unknown as { method?: string; url?: string };
+      return `${r.method} ${r.url}`;
+    }
+    return this === rt.main ? 'MainThread' : `GreenThread-${this.id}`;
   }
 
   set name(value: string) {
@@ -515,11 +522,12 @@ export function launch<T>(fn: (...args: any[]) => T | PromiseLike<T>, args: unkn
 /**
  * @internal A thread that is running already and whose code the caller runs, synchronously, inside
  * `rt.als.run(t, ...)` (a server's 'request' listeners, called as Node calls them: no scheduler turn). It ends
- * when the caller calls `t._finish(value, failed)`, or when it is killed (then at once: see kill()).
+ * when the caller calls `t._finish(value, failed)`, or when it is killed (then at once: see kill()). Its name
+ * is `request.method request.url`, made when read (no string or extra object per request).
  */
-export function startedThread(): GreenThread {
+export function startedThread(request: { method?: string; url?: string } | null = null): GreenThread {
   ensureAls();
-  const t = GreenThread._make(null, null);
+  const t = GreenThread._make(null, request as unknown as unknown[] | null);
   t._flags |= STARTED | EXTERNAL;
   linkLive(t);
   const hook = rt.ext.onSpawn as SpawnHook | undefined;

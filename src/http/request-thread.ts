@@ -68,10 +68,8 @@ function know(srv: HttpServer): void {
 }
 
 function runRequest(server: HttpServer, emit: Emit, args: IArguments, req: any, res: Res): boolean {
-  const t = startedThread();
-  t.name = `${req.method} ${req.url}`;
+  const t = startedThread(req);
   res[kThread] = t;
-  res[kStart] = performance.now();
   if (server[kKnown] !== true) know(server);
   if (hs.draining) res.shouldKeepAlive = false;
   const deadline = deadlineOf(server);
@@ -83,6 +81,7 @@ function runRequest(server: HttpServer, emit: Emit, args: IArguments, req: any, 
     if (res.writableEnded) {
       t._finish(undefined, false); // answered synchronously: nothing is left to kill
     } else if (!t.dead) {
+      res[kStart] = performance.now(); // (the listeners ran synchronously: within microseconds of the start)
       hs.inflight.add(res);
       res.on('close', onResClose);
       if (deadline > 0) armDeadline(res, deadline);
