@@ -24,5 +24,7 @@ export default {
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   tempDirName: '.stryker-tmp',
+  // Not copied into the sandbox: other runs' sandboxes, reports, the test-runner projects.
+  ignorePatterns: ['/.stryker-tmp*', '/reports', '/.tmp-runners-*', '/dist'],
   cleanTempDir: 'always',
 };

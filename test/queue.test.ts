@@ -247,3 +247,78 @@ describe('Queue', () => {
     expect(() => new PriorityQueue(1, 5 as never)).toThrow(TypeError);
   });
 });
+
+// Stryker's survivors in queue.ts (docs/mutation.md).
+describe('Queue: edges the mutation run found untested', () => {
+  it('PriorityQueue orders like Python tuples: element by element, a shorter prefix first, numbers as numbers', async () => {
+    const q = new PriorityQueue<unknown[]>();
+    for (const item of [[1, 'b'], [10], [1], [9, 'z'], [1, 'a'], [0, 'z', 1]]) q.putNowait(item);
+    const out: unknown[] = [];
+    while (!q.empty()) out.push(q.getNowait());
+    expect(out).toEqual([[0, 'z', 1], [1], [1, 'a'], [1, 'b'], [9, 'z'], [10]]);
+    const prefix = new PriorityQueue<unknown[]>();
+    prefix.putNowait([1, 'a']);
+    prefix.putNowait([1]);
+    expect(prefix.getNowait()).toEqual([1]);
+  });
+
+  it('a get from a full queue admits exactly one blocked putter', async () => {
+    const q = new Queue<number>(1);
+    q.putNowait(0);
+    const putters = [1, 2, 3].map((n) => spawn(() => q.put(n)));
+    await sleep(0);
+    expect(q.putting()).toBe(3);
+    expect(await q.get()).toBe(0);
+    await sleep(0);
+    expect([q.qsize(), q.putting()]).toEqual([1, 2]);
+    for (const n of [1, 2, 3]) expect(await q.get()).toBe(n);
+    await Promise.all(putters.map((t) => t.wait()));
+  });
+
+  it('put() and join() in a thread that was already killed reject with its kill error; the item is not queued', async () => {
+    const q = new Queue<string>();
+    q.putNowait('unfinished');
+    const err = new Error('stop');
+    const t = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here
+      }
+      const put = await q.put('late').then(() => 'put', (e: unknown) => e);
+      const join = await q.join().then(() => 'joined', (e: unknown) => e);
+      return [put, join];
+    });
+    await sleep(0);
+    await t.kill(err);
+    expect(await t.wait()).toEqual([err, err]);
+    expect(q.qsize()).toBe(1);
+  });
+
+  it('a closed queue: closed is true, putNowait throws QueueClosed, iteration ends; a kill during iteration is not swallowed', async () => {
+    const q = new Queue<number>();
+    expect(q.closed).toBe(false);
+    q.close();
+    q.close(); // idempotent
+    expect(q.closed).toBe(true);
+    expect(() => q.putNowait(1)).toThrow(QueueClosed);
+    const open = new Queue<number>();
+    let after = false;
+    const reader = spawn(async () => {
+      for await (const _ of open) {
+        // nothing comes
+      }
+      after = true;
+    });
+    await sleep(0);
+    await reader.kill();
+    await expect(reader.wait()).rejects.toBeInstanceOf(GreenletExit);
+    expect(after).toBe(false);
+  });
+
+  it('maxsize must be a number, an integer or Infinity', () => {
+    for (const bad of ['3', Number.NaN, 1.5]) expect(() => new Queue(bad as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new Queue(1.5)).toThrow(/"maxsize" argument must be an integer/);
+    expect(new Queue(Infinity).full()).toBe(false);
+  });
+});
