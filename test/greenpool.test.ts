@@ -298,6 +298,65 @@ describe('GreenPool', () => {
   });
 });
 
+describe('GreenPool: edges the mutation run found untested', () => {
+  it('imap zips several iterables and stops at the shortest', async () => {
+    const pool = new GreenPool(2);
+    const out: number[] = [];
+    for await (const v of pool.imap((a: number, b: number) => a + b, [1, 2, 3], [10, 20])) out.push(v);
+    expect(out).toEqual([11, 22]);
+  });
+
+  it('waitall() waits for spawners queued on a pool of size 0, and rejects at once in a killed thread', async () => {
+    const pool = new GreenPool(0);
+    const spawner = spawn(() => pool.spawn(() => 'ran').then((t) => t.wait()));
+    await tick();
+    let done = false;
+    const waiter = spawn(() => pool.waitall().then(() => (done = true)));
+    await tick();
+    expect(done).toBe(false);
+    pool.resize(1);
+    expect(await spawner.wait()).toBe('ran');
+    await waiter.wait();
+    expect(done).toBe(true);
+    const busy = new GreenPool(1);
+    const gate = new Event<void>();
+    await busy.spawn(() => gate.wait());
+    const err = new Error('stop');
+    const killed = spawn(async () => {
+      try {
+        await sleep(10);
+      } catch {
+        // the kill lands here
+      }
+      return busy.waitall().then(() => 'waited', (e: unknown) => e);
+    });
+    await tick();
+    await killed.kill(err);
+    expect(await killed.wait()).toBe(err);
+    gate.send();
+    await busy.waitall();
+  });
+
+  it("spawnN run inline from inside a full pool reports the function's error", async () => {
+    const errors: unknown[] = [];
+    const prev = hub.onError;
+    hub.onError = (e) => void errors.push(e);
+    try {
+      const pool = new GreenPool(1);
+      const t = await pool.spawn(async () => {
+        await pool.spawnN(() => {
+          throw new Error('inline failure');
+        });
+        return 'outer done';
+      });
+      expect(await t.wait()).toBe('outer done');
+    } finally {
+      hub.onError = prev;
+    }
+    expect(errors.map(String)).toEqual(['Error: inline failure']);
+  });
+});
+
 describe('GreenPile', () => {
   it('yields results in spawn order, whatever order they finish in', async () => {
     const pile = new GreenPile<number>(10);
