@@ -257,6 +257,16 @@ describe('CappedSemaphore', () => {
     expect([sem.counter, sem.balance, sem.bounded()]).toEqual([1, 1, true]);
   });
 
+  it('acquire(false) on a locked one is false; run(fn) holds a permit; a plain Semaphore is never bounded', async () => {
+    const locked = new CappedSemaphore(0, 1);
+    expect(await locked.acquire(false)).toBe(false);
+    expect([locked.counter, locked.balance]).toEqual([0, -1]);
+    const capped = new CappedSemaphore(1, 1);
+    expect(await capped.run(() => capped.counter)).toBe(0);
+    expect(capped.counter).toBe(1);
+    expect(new Semaphore(1).bounded()).toBe(false);
+  });
+
   it('a bad argument changes nothing, not even a blocked release', async () => {
     const sem = new CappedSemaphore(1, 1); // at the limit: release blocks until an acquire
     const releaser = spawn(() => sem.release());
