@@ -1,13 +1,12 @@
 // Requests per second of an unchanged hello-world keep-alive server (node:http, and Express) under
 // `node --import evy/register` (request threads on) against the same server without evy, measured in the same
-// run: fresh server processes, interleaved, each driven by wrk for a few seconds. The server is pinned to CPU 0
-// and wrk to CPU 1 where taskset exists. Then the heap per in-flight request thread: N requests held open
-// (their handlers never answer), heap in use after a GC, with and without evy.
-//   npm run bench -- http-server     EVY_BENCH_REPEATS=7 EVY_BENCH_SECONDS=3 EVY_BENCH_CONNS=32 EVY_BENCH_HELD=2000
+// run: fresh server processes, interleaved, each driven by wrk for a few seconds (req/s, and the server's CPU
+// time per request). The server is pinned to CPU 0 and wrk to CPU 1 where taskset exists. Then the request
+// thread alone, with no I/O: CPU per emitted request and heap per request held in flight (held over sockets,
+// the heap figure drowned in the sockets' own variation: measured without them).
+//   npm run bench -- http-server     EVY_BENCH_REPEATS=7 EVY_BENCH_SECONDS=3 EVY_BENCH_CONNS=32
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +16,6 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const REPEATS = Number(process.env.EVY_BENCH_REPEATS ?? 5);
 const SECONDS = Number(process.env.EVY_BENCH_SECONDS ?? 3);
 const CONNS = Number(process.env.EVY_BENCH_CONNS ?? 32);
-const HELD = Number(process.env.EVY_BENCH_HELD ?? 2000);
 
 if (spawnSync('wrk', ['--version']).error !== undefined) {
   console.log('http-server.bench: wrk not found (apt-get install wrk): skipped');
@@ -156,49 +154,4 @@ for (const [evy, base, label] of [[CONFIGS[1].name, CONFIGS[0].name, 'node:http'
   console.log(`| request threads | ${Math.min(...threads).toFixed(2)} | ${median(threads).toFixed(2)} | +${(Math.min(...threads) - Math.min(...plain)).toFixed(2)} / +${(median(threads) - median(plain)).toFixed(2)} |`);
   console.log(`\nHeap per request held in flight (20,000 emitted, never answered; no sockets), bytes, median of ${REPEATS}: no evy ${f(median(heapPlain))}, request threads ${f(median(heapThreads))}: a request thread costs ${f(median(heapThreads) - median(heapPlain))} B`);
   summary({ figure: 'heap per in-flight request thread', target: 'reported', min: median(heapThreads) - median(heapPlain), median: median(heapThreads) - median(heapPlain), met: true, unit: 'B' });
-}
-
-// ---- heap per in-flight request ----
-function getText(port, path) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let b = '';
-      res.on('data', (d) => (b += d));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
-}
-
-async function heldHeap(c) {
-  const s = await startServer(c);
-  // Warm up first (compiled code, the framework's lazy state), so that the base is not the cold process.
-  for (let i = 0; i < 300; i++) await getText(s.port, '/');
-  const base = Number(await getText(s.port, '/mem'));
-  const socks = [];
-  for (let i = 0; i < HELD; i++) {
-    const sock = net.connect(s.port, '127.0.0.1');
-    sock.on('error', () => {});
-    sock.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
-    socks.push(sock);
-    if (i % 200 === 199) await new Promise((r) => setTimeout(r, 20));
-  }
-  await new Promise((r) => setTimeout(r, 500));
-  const after = Number(await getText(s.port, '/mem'));
-  for (const sock of socks) sock.destroy();
-  await stop(s);
-  return (after - base) / HELD;
-}
-
-console.log(`\nHeap per in-flight request (${HELD} held open, their handlers never answer), bytes, ${serverVersion}`);
-console.log('| configuration | bytes per request | of which evy |');
-console.log('|---|---|---|');
-for (const [evyC, baseC] of [[CONFIGS[1], CONFIGS[0]], [CONFIGS[4], CONFIGS[3]]]) {
-  const b = [];
-  const e = [];
-  for (let r = 0; r < 3; r++) {
-    b.push(await heldHeap(baseC));
-    e.push(await heldHeap(evyC));
-  }
-  console.log(`| ${baseC.name} | ${f(median(b))} | - |`);
-  console.log(`| ${evyC.name} | ${f(median(e))} | ${f(median(e) - median(b))} |`);
 }
