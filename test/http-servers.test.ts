@@ -206,6 +206,20 @@ describe.skipIf(skip)(title, () => {
     }, 30_000);
   });
 
+  describe('shutdown and work left after a response', () => {
+    it('SIGTERM with EVY_SHUTDOWN_DRAIN=1: a child the app left running after a response (owned by no request) is gone when the process exits with code 0', async () => {
+      const app = await startApp('app-node.mjs', { ...env(), EVY_SHUTDOWN_DRAIN: '1' });
+      const t = tag('l');
+      expect((await get(app.port, `/after/${t}`).done).body).toBe('ok');
+      const pid = await app.childPid(t);
+      expect(alive(pid)).toBe(true);
+      app.proc.kill('SIGTERM');
+      const exit = await app.exited;
+      expect(exit.code).toBe(0);
+      expect(await whenTrue(() => !alive(pid), performance.now(), 2000)).not.toBeNull();
+    });
+  });
+
   describe('control: without the http key (the code before request threads), the work goes on', () => {
     it('client abort: after 1 s the upstream request, the child and the statement are all still there', async () => {
       const app = await startApp('app-node.mjs', { ...env(), ...NO_HTTP });
