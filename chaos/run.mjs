@@ -22,6 +22,7 @@ import Redis from 'ioredis';
 import mysql from 'mysql2/promise';
 import * as evy from 'evy';
 import { classifyFailure } from './classify.mjs';
+import { setupPrivate } from './private.mjs';
 
 const { spawn, spawnAfter, sleep, until, Timeout, withTimeout, GreenletExit, GreenPool, GreenPile, Queue, Event, Semaphore, unowned } = evy;
 
@@ -55,9 +56,9 @@ const tlsMode = (name) => {
 const PG_TLS_MODE = tlsMode('pg-tls');
 const MYSQL_TLS_MODE = tlsMode('mysql-tls');
 const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
-const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'];
+const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering'];
 // Each sabotage mode (see sabotage() and docs/chaos.md) and the one counter it must move.
-const SABOTAGES = { ...Object.fromEntries(COUNTERS.map((c) => [c, c])), 'kill-shared': 'collateral' };
+const SABOTAGES = { ...Object.fromEntries(COUNTERS.map((c) => [c, c])), 'kill-shared': 'collateral', 'orphan-ref': 'lingering', 'orphan-shared': 'collateral' };
 if (SABOTAGE !== null && !(SABOTAGE in SABOTAGES)) {
   console.error(`--sabotage must be one of ${Object.keys(SABOTAGES).join(', ')}`);
   process.exit(2);
@@ -154,9 +155,15 @@ const CA = fs.readFileSync(process.env.CHAOS_CA);
 const MARK = `29.${String(process.pid).padStart(6, '0')}${SEED % 10}`;
 const PIDFILE = path.join(TMP, 'pids');
 const serverSockets = new Set();
+// The connections the harness's servers hold open, as `<server port>:<client port>`: what a server sees of a client.
+const peerOpen = new Set();
 const track = (s) => {
   serverSockets.add(s);
-  s.on('close', () => serverSockets.delete(s));
+  const key = `${s.localPort}:${s.remotePort}`;
+  if (!peerOpen.has(key)) {
+    peerOpen.add(key);
+    s.on('close', () => peerOpen.delete(key));
+  }
   s.on('error', () => {});
 };
 
@@ -324,7 +331,9 @@ class Gen {
  * A kill is aimed at `ti` now (call it before the kill itself): what `ti` fails from now on is expected, and
  * the shared handles it has an operation outstanding on may legitimately die from now on.
  */
+const doomHooks = [];
 function doom(ti, why, at = performance.now()) {
+  for (const hook of doomHooks) hook(ti, at);
   ti.killed = true;
   if (ti.killedAt === undefined) (ti.killedAt = at), (ti.killedBy = why);
   for (const g of ti.inflight) if (g.doomable && !g.dooms.some((d) => d.id === ti.id)) g.dooms.push({ at, id: ti.id, by: `#${ti.id} (${why}, op ${ti.op ?? '-'})` });
@@ -681,7 +690,7 @@ function redisSend(note, client, send) {
 async function redisScenario(ti) {
   for (let k = rint(1, 3); k > 0; k--) {
     const s = sharedRedis();
-    const key = `chaos:${SEED}:${ti.id}:${k}`;
+    const key = `chaos:${SEED}:${process.pid}:${ti.id}:${k}`;
     const v = crypto.randomBytes(6).toString('hex');
     const what = weighted([
       ['setget', 3],
@@ -1198,8 +1207,21 @@ async function pileScenario(ti) {
   check(i === n, 'GreenPile count');
 }
 
+// ---- scenarios in modules of their own: what they need of the harness ----------------------------------
+const harnessServers = new Set([httpServer, echoServer, tlsServer]); // discounted by the leak check, closed after it
+const leakNames = {}; // port -> name of a harness server, for the leak report
+const sabotagedBy = { n: 0 }; // what a module's sabotage destroyed (printed)
+const H = {
+  evy, http, op, check, count, rint, chance, pick, weighted, rand, killable, aw, Gen, ThreadInfo, LineConn, ot, foreignDelay, stats,
+  VERBOSE, SABOTAGE, SEED, PG, MYSQL, REDIS, CLIENT_TLS, CA, ECHO_PORT, TLS_PORT, MARK, childPids, portNames, leakNames, harnessServers,
+  peerOpen, track, listenOn, pgTls, mysqlTls, madeClient, clientSend, injectKill, checkWait, body, classify, waitFor, sabotaged: sabotagedBy,
+  onDoom: (hook) => doomHooks.push(hook),
+};
+const priv = await setupPrivate(H);
+
 // ---- scenarios and roles -----------------------------------------------------------------------------
 const SCENARIOS = [
+  ...priv.scenarios,
   ['http', httpScenario, 6],
   ['pg', pgScenario, 4],
   ['pgpool', pgPoolScenario, 2],
@@ -1502,7 +1524,8 @@ function launchVictim(ti, name, fn, P, launch, pool, threads) {
     ['cancel', name === 'httpWindow' ? 0 : 1],
   ]);
   ti.how = how; // named in a wrongerror report
-  const delay = name === 'childexec' ? rint(0, 5) : rint(0, 40);
+  // A thread with a connection of its own is killed later too, so that it is often idle on it (parked) by then.
+  const delay = name === 'childexec' ? rint(0, 5) : name === 'private' || name === 'lazy' ? (chance(0.3) ? rint(0, 40) : rint(40, 400)) : rint(0, 40);
   if (how === 'pool') {
     // Spawned in the wave's pool: killed by pool.killall (if drawn) or by a kill from main.
     const rec = { ti, inPool: true };
@@ -1543,7 +1566,11 @@ function launchVictim(ti, name, fn, P, launch, pool, threads) {
     // Child victims also get a later kill if the body did not ask for one (spawn-sleep etc.).
   }
   const killOnce = (from) => injectKill(ti, gt, from === 'double' ? 'kill' : 'kill');
-  if (how === 'main') ot.setTimeout(() => killOnce('main').then(() => checkWait(ti, gt)), delay);
+  if (how === 'main' && (name === 'private' || name === 'lazy') && chance(0.8)) {
+    // Killed soon after it parks, idle on its connection (the scenario calls ti.atPark): the case of issue 20 item 4.
+    // Called from inside the victim's body: the timer must run in main's context.
+    ti.atPark = () => unowned(() => ot.setTimeout(() => killOnce('main').then(() => checkWait(ti, gt)), rint(0, 30)));
+  } else if (how === 'main') ot.setTimeout(() => killOnce('main').then(() => checkWait(ti, gt)), delay);
   else if (how === 'thread') {
     spawn(async () => {
       await sleep(delay / 1000);
@@ -1591,7 +1618,8 @@ function launchDeadline(ti, name, fn, P, launch) {
     ['withTimeout', 3],
     ['Timeout', 2],
   ]);
-  const s = rand() * 0.04 + 0.001;
+  // A thread with a connection of its own gets longer deadlines too, so that some fire while it is idle on it.
+  const s = (name === 'private' || name === 'lazy') && chance(0.7) ? rand() * 0.4 + 0.04 : rand() * 0.04 + 0.001;
   stats.injections++;
   if (how === 'withTimeout') {
     ti.deadline = 'withTimeout'; // the child is killed at the deadline: anything may be in flight
@@ -1609,6 +1637,8 @@ function launchDeadline(ti, name, fn, P, launch) {
           try {
             return await fn(ti, P);
           } finally {
+            ti.returned = true;
+            ti.endedAt = performance.now();
             live.delete(ti);
           }
         });
@@ -1739,6 +1769,8 @@ async function sabotage() {
     await new Promise((r) => unowned(() => exec(`sleep ${MARK} >/dev/null 2>&1 & echo $! >> ${PIDFILE}`, r)));
   } else if (SABOTAGE === 'unhandled') {
     Promise.reject(new Error('sabotage: an unhandled rejection'));
+  } else {
+    await priv.sabotage(SABOTAGE);
   }
 }
 
@@ -1769,6 +1801,8 @@ try {
 // ---- the end: close the harness's clients, settle and measure, then close its servers -------------------
 await sleep(0.2);
 const closing = []; // [what, promise that settles once it has ended]
+await priv.drain(); // the reaper judges the last killed threads' private connections (bounded)
+closing.push(['private and lazily shared clients', priv.close()]);
 for (const slot of pgSlots) closing.push(['pg client', slot.ready.then((c) => c.end()).catch(() => {})]);
 if (pgPool) closing.push(['pg pool', pgPool.end().catch(() => {})]);
 for (const slot of mysqlSlots) closing.push(['mysql2 connection', slot.ready.then((c) => c.end()).catch(() => {})]);
@@ -1851,7 +1885,6 @@ for (const pid of orphanPids) {
 // failed to destroy gets no EOF from them, so it cannot close by itself during the settle and hide. Those
 // server handles (the listeners and the server side of each connection) are the harness's, and discounted.
 ot.clearTimeout(watchdog);
-const harnessServers = new Set([httpServer, echoServer, tlsServer]);
 const isHarnessHandle = (h) => harnessServers.has(h) || serverSockets.has(h);
 function harnessHandles() {
   const kinds = { TCPServerWrap: 0, TCPSocketWrap: 0 };
@@ -1887,7 +1920,7 @@ if (fdLeak > 0) examples.leaked.push(`${fdLeak} more open file descriptors than 
 
 // Name the sockets still open: which server they talk to, and in which state.
 if (leaks.length > 0 && typeof process._getActiveHandles === 'function') {
-  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb' };
+  const names = { [HTTP_PORT]: 'http', [ECHO_PORT]: 'echo', [TLS_PORT]: 'tls-echo', [PG.port]: 'postgres', [REDIS.port]: 'redis', [MYSQL.port]: 'mariadb', ...leakNames };
   for (const p of acceptPorts) names[p] = 'accept';
   for (const h of process._getActiveHandles()) {
     if (!(h instanceof net.Socket) || h === process.stdout || h === process.stderr || isHarnessHandle(h)) continue;
@@ -1920,6 +1953,8 @@ function printSummary(heapNow) {
   console.log(`chaos: ops per kind (failed): ${kinds.map((k) => `${k}=${stats.kinds[k]}${stats.kindsFailed[k] ? `(${stats.kindsFailed[k]})` : ''}`).join(' ')}`);
   console.log(`chaos: shared clients made: ${Object.keys(made).sort().map((k) => `${k}=${made[k]}`).join(', ') || 'none'} (${madeAfterKill} by a thread after its own kill)`);
   if (SABOTAGE === 'kill-shared') console.log(`chaos: sabotage kill-shared destroyed ${sabotaged} shared line connections at a kill`);
+  if (SABOTAGE === 'orphan-shared') console.log(`chaos: sabotage orphan-shared closed ${sabotagedBy.n} idle lazily shared clients at their creator's kill`);
+  for (const line of priv.summary()) console.log(line);
   console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill, ${stats.excusedNotClean} of them a victim's or deadline thread's before its own kill or deadline), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);

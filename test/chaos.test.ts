@@ -26,10 +26,17 @@ import {
   type RedisServer,
 } from './helpers/servers.js';
 
-const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror'] as const;
+const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering'] as const;
 // Every --sabotage mode and the one counter it must move: one per counter, plus kill-shared (a kill destroys a
-// connection another thread's request is outstanding on: what evy did without its shared-connection rule).
-const SABOTAGES: [string, (typeof COUNTERS)[number]][] = [...COUNTERS.map((c) => [c, c] as [string, (typeof COUNTERS)[number]]), ['kill-shared', 'collateral']];
+// connection another thread's request is outstanding on: what evy did without its shared-connection rule),
+// orphan-ref (a killed thread's private idle connection still ref'd: what evy did before it orphaned them) and
+// orphan-shared (the kill of a lazily shared client's creator closes it while it sits idle).
+const SABOTAGES: [string, (typeof COUNTERS)[number]][] = [
+  ...COUNTERS.map((c) => [c, c] as [string, (typeof COUNTERS)[number]]),
+  ['kill-shared', 'collateral'],
+  ['orphan-ref', 'lingering'],
+  ['orphan-shared', 'collateral'],
+];
 const pgA = postgresAvailability();
 const redisA = redisAvailability();
 const mariadbA = mariadbAvailability();
@@ -200,8 +207,13 @@ describe.skipIf(skip)(title, () => {
     // The leak check runs while the harness's servers still hold their ends: a client socket left open is seen
     // (once the echo server's end closes, it would get EOF and close by itself).
     expect(runs[COUNTERS.indexOf('leaked')]!.out).toMatch(/socket to echo: destroyed=false/);
+    const out = (mode: string) => runs[SABOTAGES.findIndex(([m]) => m === mode)]!.out;
     // kill-shared: the victim's kill came after the survivor's request was on the connection.
-    expect(runs[SABOTAGES.length - 1]!.out).toMatch(/its request reached the open connection [\d.]+ ms before #\d+ \(kill/);
+    expect(out('kill-shared')).toMatch(/its request reached the open connection [\d.]+ ms before #\d+ \(kill/);
+    // A killed thread's private connection the harness keeps reachable is never closed; one re-ref'd keeps the process up.
+    expect(out('lingering')).toMatch(/private net connection of a killed thread \(parked at the kill\) still open on the server/);
+    expect(out('orphan-ref')).toMatch(/private net connection \(parked when its thread was killed\) still keeps the process alive/);
+    expect(out('orphan-shared')).toMatch(/lazy pg\.Client.* \(created by #\d+ victim\)/);
   }, 240_000);
 });
 
