@@ -130,8 +130,8 @@ export async function startPostgres(onStop = () => {}) {
   for (let attempt = 0; ; attempt++) {
     port = await freePort();
     stop.check();
-    // client_connection_check_interval: a backend in pg_sleep notices that a killed client went away.
-    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=80 -c client_connection_check_interval=100ms ${tls}`;
+    // Default cancellation settings (no client_connection_check_interval): a killed statement ends only if evy cancels it.
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=80 ${tls}`;
     const r = pgRun(pgCtl, ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', opts], 70_000);
     if (r.ok) break;
     if (attempt === 2) throw new Error(`pg_ctl start failed:\n${r.out}\n${existsSync(log) ? readFileSync(log, 'utf8') : ''}`);

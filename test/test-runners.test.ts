@@ -219,8 +219,10 @@ function expectScenario(r: Run, counts: RegExp[]): void {
   expect(o).toMatch(/left 1 resource open \(evy closed it\):\s+- listening server on 127\.0\.0\.1:\d+ \(\S*scenario\.mjs:\d+\)/);
   // Handles and children of a timed-out test gone soon after its timeout; the runner exits soon after the last test.
   const settle = r.measures.filter((m) => m.ms !== undefined);
-  expect(settle.map((m) => m.what).sort()).toEqual(['http request socket destroyed', 'interval cleared', 'pg client socket destroyed', 'sleep 60 child gone']);
-  for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(150);
+  expect(settle.map((m) => m.what).sort()).toEqual(['http request socket destroyed', 'interval cleared', 'pg statement cancelled', 'sleep 60 child gone']);
+  // Local effects within 150 ms; the pg statement's cancel is a round trip through the server, which forks a
+  // process for the CancelRequest (tens of ms on this machine under load).
+  for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(m.what === 'pg statement cancelled' ? 400 : 150);
   const last = r.measures.find((m) => m.what === 'last test end');
   expect(last, o).toBeDefined();
   expect(r.exitAt - last!.at!, 'ms from the last test to the exit').toBeLessThanOrEqual(1000);

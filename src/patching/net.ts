@@ -22,6 +22,7 @@ import { callbackContext, type GreenThread } from '../greenthread.js';
 import { disown, endSolo, own, owningThread, soloUse } from '../ownership.js';
 import { current, rt } from '../runtime.js';
 import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
+import type { ClientAdapter } from './clients/adapter.js';
 import { installClientHooks } from './clients/index.js';
 import { adoptSocket, orphanSocket } from '../net/orphan.js';
 
@@ -53,6 +54,8 @@ const kGreenSocket = Symbol.for('evy.GreenSocket');
 const kClientQueue = Symbol.for('evy.net.clientQueue');
 /** That client (an EventEmitter): it reports the death of the socket evy destroyed as its own 'error'. */
 const kClient = Symbol.for('evy.net.client');
+/** That client's adapter (patching/clients/adapter.ts). */
+const kAdapter = Symbol.for('evy.net.clientAdapter');
 /** Set on a socket TLS was started on: the TLS socket that carries its connection now. */
 const kUpgraded = Symbol.for('evy.net.upgraded');
 /** The one thread that has set the socket up or made requests on it so far, or `kMany`. */
@@ -160,10 +163,28 @@ function queuedBehind(s: AnySock | null | undefined): void {
  * (a password exchange, MySQL's answer to the server's greeting, a prepared statement's execute after its
  * prepare) or is that thread's next queued one, never a command of someone else.
  */
-function watchedQueue(s: AnySock | null | undefined, client: unknown): void {
+function watchedQueue(s: AnySock | null | undefined, client: object, adapter: ClientAdapter): void {
   if (s == null || typeof s !== 'object') return;
   s[kClientQueue] = true;
   s[kClient] = client;
+  s[kAdapter] = adapter;
+}
+
+/**
+ * A watched client's connection is set up and a command is issued on it: the commands are owned from now on
+ * (patching/clients/commands.ts). The command may be written later from the client's own callback (pg sends
+ * a query issued while it delivers ReadyForQuery from that handler): a live thread issuing it takes an
+ * abandoned setup over here, as its own write would.
+ */
+function clientReady(s: AnySock | null | undefined): void {
+  if (s == null || typeof s !== 'object') return;
+  const abandoned = s[kAbandoned];
+  if (abandoned !== undefined && abandoned !== kTaken) {
+    const w = owningThread();
+    if (w === null || w._killError !== undefined) return; // the abandonment decides
+    taken(s);
+  }
+  if (s[kSetup] === true) s[kSetup] = false;
 }
 
 function markShared(s: AnySock): void {
@@ -196,15 +217,24 @@ function destroySocket(s: AnySock, err: unknown): void {
   if (s[kUpgraded] !== undefined) return; // owned through its TLS socket now
   s[kUsers] = undefined;
   if (s[kSetup] === true) abandon(s, err);
+  // ---- issue 22: a watched client's connection, set up: the kill acts on the killed thread's own commands
+  // (cancelled on the server, taken out of the client's queue: patching/clients/commands.ts), not here.
+  else if (s[kClientQueue] === true) return;
+  // ----
   else destroyNow(s, err);
 }
 
-function destroyNow(s: AnySock, err: unknown): void {
+function destroyNow(s: AnySock, err: unknown, force = false): boolean {
   // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
-  if (s.destroyed || s[kShared] === true || s[kGreenSocket] !== undefined) return;
+  if (s.destroyed || (s[kShared] === true && !force) || s[kGreenSocket] !== undefined) return false;
   absorb(s, err);
-  absorb(s[kClient]); // pg's Client emits 'error' when its connection dies: not a crash of evy's making
+  const client = s[kClient];
+  absorb(client); // pg's Client emits 'error' when its connection dies: not a crash of evy's making
+  // The client's own destroy first (a mysql2 PoolConnection leaves its pool at once), then the socket's.
+  const adapter: ClientAdapter | undefined = s[kAdapter];
+  if (adapter?.destroy !== undefined && client != null) adapter.destroy(client, err);
   s.destroy(err as Error);
+  return true;
 }
 
 /**
@@ -364,7 +394,7 @@ function upgradedSocket(args: unknown[]): AnySock | null {
 function adoptUpgrade(raw: AnySock, tls: AnySock): void {
   // Not a socket evy follows (one whose connector was killed during setup is, though its users are gone).
   if (raw[kUsers] === undefined && raw[kNever] !== true && raw[kAbandoned] === undefined) return;
-  for (const k of [kSetup, kConnector, kClientQueue, kClient, kShared, kNever]) {
+  for (const k of [kSetup, kConnector, kClientQueue, kClient, kAdapter, kShared, kNever]) {
     if (raw[k] !== undefined && tls[k] === undefined) tls[k] = raw[k];
   }
   const users: GreenThread[] = [...(raw[kUsers] ?? [])];
@@ -502,7 +532,9 @@ export function installNetHooks(): void {
   installLazyHooks(put);
   installClientHooks(put, {
     queued: queuedBehind as (s: unknown) => void,
-    watched: watchedQueue as (s: unknown, client: unknown) => void,
+    watched: watchedQueue as (s: unknown, client: object, adapter: ClientAdapter) => void,
+    ready: clientReady as (s: unknown) => void,
+    destroy: (s, err, force) => s != null && typeof s === 'object' && destroyNow(s as AnySock, err, force),
     tlsAhead() {
       if (tlsDone) return;
       process.getBuiltinModule('tls');

@@ -12,7 +12,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 /** The per-test timeout the stuck tests run under (ms). */
 export const TIMEOUT = Number(process.env.STUCK_TIMEOUT_MS ?? 500);
 
-const state = { deadline: 0, interval: null, ticks: 0, child: null, req: null, pg: null, leakedPort: 0 };
+const state = { deadline: 0, interval: null, ticks: 0, child: null, req: null, pg: null, pgCode: null, leakedPort: 0 };
 /** A server that accepts and never answers: a suite fixture (before/beforeAll), shared by the tests. */
 let silent = null;
 
@@ -78,7 +78,10 @@ export const stuck = {
     const { default: pg } = await import('pg');
     state.pg = new pg.Client();
     await state.pg.connect();
-    await state.pg.query('SELECT pg_sleep(30)');
+    await state.pg.query('SELECT pg_sleep(30)').catch((e) => {
+      state.pgCode = e.code; // 57014: evy cancelled the statement on the server at the timeout
+      throw e;
+    });
   },
 };
 
@@ -110,8 +113,8 @@ export const checks = {
     }
   },
   async pg() {
-    await settle('pg client socket destroyed', () => state.pg.connection.stream.destroyed === true);
-    // The server notices its client went away (client_connection_check_interval) and ends pg_sleep.
+    await settle('pg statement cancelled', () => state.pgCode === '57014');
+    // The server's view: the statement is gone (the connection is kept; this test closes it).
     const { default: pg } = await import('pg');
     const c = new pg.Client();
     await c.connect();
@@ -123,8 +126,10 @@ export const checks = {
         if (performance.now() > deadline) throw new Error('the pg_sleep(30) backend of the timed-out test is still running');
         await delay(20);
       }
+      if (state.pg.connection.stream.destroyed) throw new Error('the timed-out test\'s pg connection was destroyed instead of kept');
     } finally {
       await c.end();
+      await state.pg.end();
     }
   },
   async leakedServer() {

@@ -9,7 +9,15 @@
 //   3. how it cancels on the server: a side connection that no kill owns sends the cancel of the running
 //      command, and the connection is held (nothing else written on it) until the cancel has landed.
 //
-// A new adapter is a copy of pg.ts or mysql2.ts, one file in this folder, listed in index.ts.
+// A new adapter is a copy of pg.ts or mysql2.ts, one file in this folder, listed in index.ts. Its patches:
+//   - call hooks.watched(socket, client, adapter) whenever a command is issued (the socket may have changed),
+//     hooks.ready(socket) once the connection is set up, hooks.queued(socket) when a command waits behind
+//     another's, hooks.tlsAhead() before the client starts TLS;
+//   - call commands.issued(adapter, client, cmd, hooks) for each command a thread issues, and
+//     commands.answered(cmd) when its reply has wholly arrived (or it failed);
+//   - run the callbacks the client calls with the outcome of a thread's request as that thread
+//     (commands.asCaller), and work a pool does for a queued caller as that caller (commands.runFor);
+//   - implement socketOf/state/dequeue/drop, and cancel (send + hold) when the server can cancel.
 import type { Socket } from 'node:net';
 
 /** Replaces `obj[key]`, remembering the original so that `undo()` of the last net patch restores it. */
@@ -19,8 +27,21 @@ export type Put = (obj: any, key: string, value: unknown) => void;
 export interface ClientHooks {
   /** A command was queued in the client behind the one in flight on `socket`. */
   queued(socket: unknown): void;
-  /** `socket` is `client`'s, a watched client: every command queued on it is reported through `queued`. */
-  watched(socket: unknown, client: unknown): void;
+  /**
+   * `socket` is `client`'s, a watched client of `adapter`: every command queued on it is reported through
+   * `queued`, and every command a thread issues on it is owned through commands.ts (`issued`/`answered`).
+   */
+  watched(socket: unknown, client: object, adapter: ClientAdapter): void;
+  /**
+   * `client`'s connection on `socket` is set up (its handshake is over): from now on a kill acts on the
+   * killed thread's commands (commands.ts), never on the socket itself.
+   */
+  ready(socket: unknown): void;
+  /**
+   * Destroys the connection (the fallback of a cancel), through the adapter's `destroy` when it has one.
+   * A shared socket is left alone unless `force`. Returns whether it was destroyed now.
+   */
+  destroy(socket: unknown, err: unknown, force: boolean): boolean;
   /**
    * The client will start TLS on its socket: load `tls` now, so that evy's `tls.connect` hook is in place
    * when the client calls it (it loads `tls` itself only at that moment, too late for the hook).
@@ -72,12 +93,6 @@ export interface ServerCancel<Client extends object = any> {
    * PostgreSQL's ReadyForQuery).
    */
   hold(client: Client, replied: () => void): () => void;
-  /**
-   * Optional: runs on the held connection after the cancel landed and the reply arrived, before anything
-   * else is written (a server that keeps a cancel that arrived between statements for the next one: MariaDB's
-   * `KILL QUERY`). Calls `done(ok)`; `ok === false` means the connection cannot be trusted and is destroyed.
-   */
-  fence?(client: Client, done: (ok: boolean) => void): void;
 }
 
 /** One watched client library. Each file of this folder (pg.ts, mysql2.ts, ...) exports one. */
@@ -99,8 +114,9 @@ export interface ClientAdapter<Client extends object = any, Command extends obje
   /** A `'pipelined'` command: whoever awaits it gets `err` now, and its reply is dropped when it arrives. */
   drop(client: Client, cmd: Command, err: unknown): void;
   /**
-   * Destroys the connection the way the client itself would, so it forgets it at once (a mysql2
-   * `PoolConnection` leaves its pool before it can be handed out again). Absent: the socket is destroyed.
+   * Called when evy destroys the connection (a cancel's fallback, an abandoned setup), before it destroys the
+   * socket: the client forgets the connection at once (a mysql2 `PoolConnection` leaves its pool before it
+   * can be handed out again).
    */
   destroy?(client: Client, err: unknown): void;
 

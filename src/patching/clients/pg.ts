@@ -1,13 +1,26 @@
 // node-postgres (`pg` 8.x): pg.Client queues queries in `_queryQueue` and writes the next one from its
-// ReadyForQuery handler; checked-out pg.Pool clients and `pool.query` go through the same Client#query.
+// ReadyForQuery handler (`_pulseQueryQueue`); checked-out pg.Pool clients and `pool.query` go through the
+// same Client#query. Cancel: PostgreSQL's CancelRequest (the backend's processID and secretKey, which pg
+// keeps on the client) on a new connection to the same server, in the connection's TLS mode.
 import type { Socket } from 'node:net';
+import { disown, own, owningThread } from '../../ownership.js';
+import { builtin } from '../state.js';
 import type { ClientAdapter, ClientHooks, CommandState, Put } from './adapter.js';
+import { answered, asCaller, forCaller, issued, runFor } from './commands.js';
 
 const kPatched = Symbol.for('evy.clients.patched');
+/** On a held client: called from its queue pulse once the running query's ReadyForQuery has arrived. */
+const kHold = Symbol.for('evy.clients.pg.hold');
 
 export interface PgClient {
+  host?: string;
+  port?: number;
   ssl?: unknown;
   pipeline?: boolean;
+  processID?: number | null;
+  secretKey?: number | Buffer | null;
+  readyForQuery?: boolean;
+  _connected?: boolean;
   _queryQueue?: PgQuery[];
   queryQueue?: PgQuery[];
   _sentQueryQueue?: PgQuery[];
@@ -15,12 +28,16 @@ export interface PgClient {
   connection?: { stream?: Socket };
   query(...a: unknown[]): unknown;
   connect(...a: unknown[]): unknown;
+  _pulseQueryQueue(): void;
+  [k: symbol]: unknown;
 }
 
 /** pg's Query, or any submittable (pg-cursor, pg-query-stream): what the client drives. */
 export interface PgQuery {
   callback?: ((err: unknown, res?: unknown) => void) | undefined;
+  submit?: unknown;
   handleError(err: unknown, connection: unknown): void;
+  handleReadyForQuery(connection: unknown): void;
   [k: string]: unknown;
 }
 
@@ -30,35 +47,222 @@ function queueOf(c: PgClient): PgQuery[] | undefined {
   return Array.isArray(q) ? q : undefined;
 }
 
+function bindCallbacks(args: unknown[], from: number): void {
+  for (let i = from; i < args.length; i++) if (typeof args[i] === 'function') args[i] = asCaller(args[i] as (...a: any[]) => unknown);
+}
+
 function patchClient(Client: unknown, put: Put, hooks: ClientHooks): void {
   const P = (Client as { prototype?: any } | null)?.prototype;
   if (P == null || typeof P.query !== 'function' || typeof P.connect !== 'function' || Object.hasOwn(P, kPatched)) return;
   put(P, kPatched as unknown as string, true);
   const connect = P.connect as PgClient['connect'];
   put(P, 'connect', function connect_(this: PgClient, ...args: unknown[]) {
-    hooks.watched(this.connection?.stream, this); // made with the client, connected now
+    hooks.watched(this.connection?.stream, this, pgAdapter); // made with the client, connected now
     if (this.ssl) hooks.tlsAhead();
+    bindCallbacks(args, 0);
     return connect.apply(this, args);
   });
   const query = P.query as PgClient['query'];
   put(P, 'query', function query_(this: PgClient, ...args: unknown[]) {
-    hooks.watched(this.connection?.stream, this); // with ssl, pg has replaced its socket by a TLS one by now
+    const s = this.connection?.stream;
+    hooks.watched(s, this, pgAdapter); // with ssl, pg has replaced its socket by a TLS one by now
+    if (this._connected === true) hooks.ready(s);
     const q = queueOf(this);
     const before = q !== undefined ? q.length : -1;
+    const active = this._activeQuery;
+    const sent = this._sentQueryQueue?.length ?? 0;
+    bindCallbacks(args, 1);
     const r = query.apply(this, args);
-    if (before >= 0 && q!.length > before) hooks.queued(this.connection?.stream);
+    // Behind another command (or the connect): not when it waits only for the ReadyForQuery that pg is
+    // delivering right now (a query made from the connect callback: pool.query's first query).
+    if (before >= 0 && q!.length > before && (before > 0 || active != null || this._connected !== true)) hooks.queued(s);
+    // The query just issued: at the end of the queue, now running, or sent behind the others (pipeline).
+    let cmd: PgQuery | undefined;
+    if (before >= 0 && q!.length > before) cmd = q![q!.length - 1];
+    else if (this._activeQuery != null && this._activeQuery !== active) cmd = this._activeQuery;
+    else if ((this._sentQueryQueue?.length ?? 0) > sent) cmd = this._sentQueryQueue![this._sentQueryQueue!.length - 1];
+    if (cmd !== undefined && issued(pgAdapter, this, cmd, hooks)) watchAnswer(cmd);
     return r;
   });
+  // The hold (ServerCancel.hold): pg writes the next query only from here.
+  const pulse = P._pulseQueryQueue as PgClient['_pulseQueryQueue'];
+  if (typeof pulse === 'function') {
+    put(P, '_pulseQueryQueue', function pulse_(this: PgClient) {
+      const held = this[kHold] as (() => void) | undefined;
+      if (held === undefined) return pulse.call(this);
+      if (this.readyForQuery === true) held();
+    });
+  }
 }
 
-/** Settles a query that will not run (or whose reply is dropped) with `err`, as pg settles its own errors: on the next tick. */
+/** The query's reply has wholly arrived (or it failed): it is nobody's any more. */
+function watchAnswer(cmd: PgQuery): void {
+  const onError = cmd.handleError;
+  const onReady = cmd.handleReadyForQuery;
+  if (typeof onError !== 'function' || typeof onReady !== 'function') return;
+  cmd.handleError = function (this: PgQuery, err: unknown, con: unknown) {
+    answered(this);
+    return onError.call(this, err, con);
+  };
+  cmd.handleReadyForQuery = function (this: PgQuery, con: unknown) {
+    answered(this);
+    return onReady.call(this, con);
+  };
+}
+
+interface PgPool {
+  Promise?: PromiseConstructor;
+  _pendingQueue?: { callback: unknown }[];
+}
+type Checkout = (err?: unknown, client?: { release?: (err?: unknown) => void }, release?: (err?: unknown) => void) => unknown;
+
+/**
+ * pg-pool's checkout (`pool.connect`, and `pool.query` through it). The callback runs as the caller: pg-pool
+ * calls it from wherever a client became free (a socket's callback, another thread's release). A caller
+ * killed while it waits gets the kill error at once when its request is still in the pool's queue, and a
+ * client that reaches a killed caller anyway goes back to the pool unused: a dead thread's query never starts.
+ */
+function patchPool(Pool: unknown, put: Put): void {
+  const P = (Pool as { prototype?: any } | null)?.prototype;
+  if (P == null || typeof P.connect !== 'function' || typeof P._acquireClient !== 'function' || Object.hasOwn(P, kPatched)) return;
+  put(P, kPatched as unknown as string, true);
+  const connect = P.connect as (this: PgPool, cb?: unknown) => unknown;
+  put(P, 'connect', function connect_(this: PgPool, cb?: unknown) {
+    const t = owningThread();
+    if (t === null || t._killError !== undefined) return connect.call(this, typeof cb === 'function' ? asCaller(cb as Checkout) : cb);
+    let settle: Checkout;
+    let result: Promise<unknown> | undefined;
+    if (typeof cb === 'function') settle = asCaller(cb as Checkout);
+    else {
+      result = new (this.Promise ?? Promise)((resolve, reject) => {
+        settle = (err, client) => (err ? reject(err) : resolve(client));
+      });
+    }
+    const token = {};
+    let done = false;
+    const ours: Checkout = (err, client, release) => {
+      if (done) return;
+      done = true;
+      disown(token, t);
+      if (err == null && client != null && t._killError !== undefined) {
+        (release ?? client.release)?.call(client);
+        return settle(t._killError);
+      }
+      return settle(err, client, release);
+    };
+    forCaller(ours, t);
+    own(token, (_token: object, killErr: unknown) => {
+      const q = this._pendingQueue;
+      const i = q?.findIndex((p) => p.callback === ours) ?? -1;
+      if (i < 0 || done) return; // being connected for it, or behind pg-pool's own timeout wrapper: settled on arrival
+      q!.splice(i, 1);
+      done = true;
+      settle(killErr);
+    }, t);
+    connect.call(this, ours);
+    return result;
+  });
+  // A client made for a queued caller (from another client's release, or a failed connect): the caller's.
+  const newClient = P.newClient as ((this: unknown, item: { callback?: unknown }) => unknown) | undefined;
+  if (typeof newClient === 'function') {
+    put(P, 'newClient', function newClient_(this: unknown, item: { callback?: unknown }) {
+      return runFor(item?.callback, () => newClient.call(this, item));
+    });
+  }
+}
+
+/** Settles a query that will not run with `err`, as pg settles its own errors: on the next tick. */
 function fail(c: PgClient, cmd: PgQuery, err: unknown): void {
-  process.nextTick(() => cmd.handleError(err, (c as { connection?: unknown }).connection));
+  process.nextTick(() => cmd.handleError(err, c.connection));
+}
+
+const CANCEL_REQUEST = 80877102;
+const SSL_REQUEST = 80877103;
+
+function cancelPacket(pid: number, key: number | Buffer): Buffer {
+  const k = typeof key === 'number' ? null : key;
+  const b = Buffer.alloc(12 + (k === null ? 4 : k.length));
+  b.writeInt32BE(b.length, 0);
+  b.writeInt32BE(CANCEL_REQUEST, 4);
+  b.writeInt32BE(pid, 8);
+  if (k === null) b.writeInt32BE(key as number, 12);
+  else k.copy(b, 12);
+  return b;
+}
+
+/** pg's own TLS options for `host` (connection.js upgradeToSSL): the same certificate checks. */
+function tlsOptions(c: PgClient, socket: Socket): Record<string, unknown> {
+  const ssl = c.ssl;
+  const o: Record<string, unknown> = { socket, host: c.host };
+  if (ssl !== true && ssl !== null && typeof ssl === 'object') {
+    Object.assign(o, ssl);
+    if ('key' in ssl) o.key = (ssl as { key?: unknown }).key; // pg makes it non-enumerable
+  }
+  const net = builtin<typeof import('node:net')>('net');
+  if (typeof c.host === 'string' && net.isIP(c.host) === 0) o.servername = c.host;
+  o.socket = socket;
+  return o;
+}
+
+/** Sends a CancelRequest for `c`'s backend, as ServerCancel.send describes. */
+function sendCancel(c: PgClient, done: (outcome: 'landed' | 'not-sent') => void): () => void {
+  const pid = c.processID;
+  const key = c.secretKey;
+  const stream = c.connection?.stream;
+  if (typeof pid !== 'number' || key == null || typeof c.host !== 'string' || stream == null) {
+    process.nextTick(done, 'not-sent');
+    return noop;
+  }
+  const net = builtin<typeof import('node:net')>('net');
+  const encrypted = (stream as { encrypted?: boolean }).encrypted === true;
+  const raw = c.host.startsWith('/') ? net.connect(`${c.host}/.s.PGSQL.${c.port}`) : net.connect(Number(c.port), c.host);
+  raw.setNoDelay(true);
+  let sock: Socket = raw;
+  let written = false;
+  let over = false;
+  const finish = (): void => {
+    if (over) return;
+    over = true;
+    done(written ? 'landed' : 'not-sent');
+  };
+  const send = (): void => {
+    written = true;
+    sock.write(cancelPacket(pid, key));
+  };
+  // The server closes the connection once it has signalled the backend (PostgreSQL's postmaster does kill()
+  // before it exits): that close is the "landed".
+  raw.on('error', noop);
+  raw.on('close', finish);
+  raw.once('connect', () => {
+    if (!encrypted) return send();
+    const req = Buffer.alloc(8);
+    req.writeInt32BE(8, 0);
+    req.writeInt32BE(SSL_REQUEST, 4);
+    raw.write(req);
+    raw.once('data', (d: Buffer) => {
+      if (d[0] !== 0x53) return raw.destroy(); // 'N': no TLS for the cancel, while the connection has it: not sent
+      const tls = builtin<typeof import('node:tls')>('tls');
+      const t = tls.connect(tlsOptions(c, raw) as import('node:tls').ConnectionOptions, send);
+      sock = t;
+      t.on('error', noop);
+      t.on('close', finish);
+      t.resume();
+    });
+  });
+  raw.resume();
+  return () => {
+    over = true;
+    sock.destroy();
+    raw.destroy();
+  };
 }
 
 export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
   name: 'pg',
-  modules: [{ file: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/, patch: patchClient }],
+  modules: [
+    { file: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/, patch: patchClient },
+    { file: /[\\/]node_modules[\\/]pg-pool[\\/]index\.js$/, patch: (exports, put) => patchPool(exports, put) },
+  ],
 
   socketOf: (c) => c.connection?.stream ?? null,
 
@@ -84,6 +288,24 @@ export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
       cmd[k] = noop;
     }
     process.nextTick(() => handleError.call(cmd, err, c.connection));
+  },
+
+  cancel: {
+    send: sendCancel,
+    hold(c, replied) {
+      let once = false;
+      const held = (): void => {
+        if (once) return;
+        once = true;
+        replied();
+      };
+      c[kHold] = held;
+      return () => {
+        if (c[kHold] !== held) return;
+        c[kHold] = undefined;
+        c._pulseQueryQueue();
+      };
+    },
   },
 };
 
