@@ -121,7 +121,7 @@ export const checks = {
     try {
       const deadline = performance.now() + 3000;
       for (;;) {
-        const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND pid <> pg_backend_pid()");
+        const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND state = 'active' AND pid <> pg_backend_pid()");
         if (r.rows[0].n === 0) break;
         if (performance.now() > deadline) throw new Error('the pg_sleep(30) backend of the timed-out test is still running');
         await delay(20);
