@@ -21,7 +21,7 @@ let port = 0;
 const closedAt = new Map<number, number>();
 const accepted = new Set<net.Socket>();
 
-/** `<id> <text>` per line: `hold` is never answered, `slow` after 150 ms (and what follows waits), `starttls` upgrades. */
+/** `<id> <text>` per line: `hold` is never answered, `slow` after 150 ms and `slowhello` after 300 ms (what follows waits), `starttls` upgrades. */
 function serve(s: net.Socket | tls.TLSSocket, clientPort: number): void {
   let buf = '';
   let chain = Promise.resolve();
@@ -42,7 +42,7 @@ function serve(s: net.Socket | tls.TLSSocket, clientPort: number): void {
         });
         return;
       }
-      chain = chain.then(() => new Promise<void>((r) => setTimeout(r, text === 'slow' ? 150 : 0))).then(() => {
+      chain = chain.then(() => new Promise<void>((r) => setTimeout(r, text === 'slow' ? 150 : text === 'slowhello' ? 300 : 0))).then(() => {
         if (!s.destroyed) s.write(`${line}\n`);
       });
     }
@@ -157,6 +157,13 @@ describe.each(WAYS)('state-table rows, way in: %s', (way) => {
     const after = await closeAfterKill(o);
     expect(after).not.toBeNull();
     expect(o.out.killed + after!).toBeGreaterThanOrEqual(o.out.endedAt);
+  });
+
+  it("set up by A, A killed while its handshake waits on a slow server: B, waiting for the same setup, is served", async () => {
+    const o = await runRow(way, 'slow-handshake');
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.out.b).toBe('1 from B');
+    expect(o.out.destroyed).toBe(false);
   });
 
   it("two threads' requests outstanding at once: shared, A's kill spares B's reply", async () => {

@@ -38,9 +38,14 @@ const kConnector = Symbol.for('evy.net.connector');
 /** The kill error of an abandoned setup, until decided; `kTaken` once another thread made a request. */
 const kAbandoned = Symbol.for('evy.net.abandoned');
 const kQuiet = Symbol.for('evy.net.quietTimer');
+/** On an abandoned setup: what it last wrote has had no answer yet (the peer owes a reply). */
+const kOwed = Symbol.for('evy.net.owed');
+const kAbandonedAt = Symbol.for('evy.net.abandonedAt');
 const kTaken = Symbol('taken');
 /** How long an abandoned setup must stay without I/O before it is destroyed. */
 export const ABANDON_QUIET_MS = 50;
+/** How long an abandoned setup may wait for its peer (a connect, a TLS handshake, an answer) before it is destroyed anyway. */
+export const ABANDON_MAX_MS = 5000;
 const kHttp = Symbol.for('evy.net.http');
 const kReqOwner = Symbol.for('evy.http.owner');
 /** The thread an http request serves (null: none), fixed when the request is made. */
@@ -240,12 +245,15 @@ function destroyNow(s: AnySock, err: unknown, force = false): boolean {
 /**
  * The connecting thread was killed while setting the socket up. Others may be waiting on that setup (a
  * client created lazily by whichever thread came first, a pool connecting for a queued caller), and evy
- * cannot see them: so the socket is destroyed only once it has been quiet (no byte in or out) for
- * ABANDON_QUIET_MS without another thread starting a request on it.
+ * cannot see them: so the socket is destroyed only once its setup has gone quiet for ABANDON_QUIET_MS without
+ * another thread starting a request on it. A peer that is slow to answer (a connect, a TLS handshake, the
+ * server's side of a password exchange on a loaded machine) is not quiet: the wait for it is bounded by
+ * ABANDON_MAX_MS instead.
  */
 function abandon(s: AnySock, err: unknown): void {
   if (s[kAbandoned] !== undefined) return;
   s[kAbandoned] = err;
+  s[kAbandonedAt] = performance.now();
   // Unref'd: a connect in progress keeps the process up by its own handle; one that never gets that far (a
   // lookup that never answers) must not be kept alive by evy's looking at it.
   s[kQuiet] = rt.timers.setTimeout(decideAbandoned, ABANDON_QUIET_MS, s);
@@ -253,17 +261,27 @@ function abandon(s: AnySock, err: unknown): void {
 }
 
 /** Some I/O on an abandoned socket: its setup is still going on, wait for quiet again. */
-function stirred(s: AnySock): void {
+function stirred(s: AnySock, owed: boolean): void {
   const timer = s[kQuiet];
-  if (timer !== undefined) timer.refresh();
+  if (timer === undefined) return;
+  s[kOwed] = owed;
+  timer.refresh();
+}
+
+/** Still waiting on its peer: connecting, in a TLS handshake, or owed the answer to what it last wrote. */
+function awaitingPeer(s: AnySock): boolean {
+  return s.connecting || s[kOwed] === true || (s.encrypted === true && (s as { _secureEstablished?: boolean })._secureEstablished !== true);
 }
 
 function decideAbandoned(s: AnySock): void {
   const err = s[kAbandoned];
-  s[kAbandoned] = s[kQuiet] = undefined;
   if (err === kTaken) return;
-  if (s.connecting) abandon(s, err); // still connecting: wait for it
-  else destroyNow(s, err);
+  if (awaitingPeer(s) && performance.now() - s[kAbandonedAt] < ABANDON_MAX_MS) {
+    s[kQuiet].refresh();
+    return;
+  }
+  s[kAbandoned] = s[kQuiet] = s[kOwed] = undefined;
+  destroyNow(s, err);
 }
 
 /** Another thread starts a request on an abandoned socket: it lives on, as theirs. */
@@ -457,7 +475,7 @@ export function installNetHooks(): void {
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
       const w = owningThread();
       if (w !== null && w._killError === undefined) taken(this);
-      else stirred(this);
+      else stirred(this, true);
     }
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
@@ -482,7 +500,7 @@ export function installNetHooks(): void {
   put(SP, 'push', function push_(this: AnySock, chunk: unknown, encoding?: unknown) {
     // A reply arrived: the requests waiting on it are over. What a library writes while it delivers
     // that reply ('data' runs inside push) it writes for another caller: see the write hook.
-    if (this[kQuiet] !== undefined) stirred(this);
+    if (this[kQuiet] !== undefined) stirred(this, false);
     const users: GreenThread[] | undefined = this[kUsers];
     if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
     this[kAnswered] = users[0]; // one user: a second one makes the socket shared
