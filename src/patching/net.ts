@@ -222,11 +222,9 @@ function destroySocket(s: AnySock, err: unknown): void {
   if (s[kUpgraded] !== undefined) return; // owned through its TLS socket now
   s[kUsers] = undefined;
   if (s[kSetup] === true) abandon(s, err);
-  // ---- issue 22: a watched client's connection, set up: the kill acts on the killed thread's own commands
-  // (cancelled on the server, taken out of the client's queue: patching/clients/commands.ts), not here.
-  else if (s[kClientQueue] === true) return;
-  // ----
-  else destroyNow(s, err);
+  // A watched client's connection, set up: the kill acts on the killed thread's own commands (cancelled on
+  // the server, taken out of the client's queue: patching/clients/commands.ts), not on the connection.
+  else if (s[kClientQueue] !== true) destroyNow(s, err);
 }
 
 function destroyNow(s: AnySock, err: unknown, force = false): boolean {
