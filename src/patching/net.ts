@@ -25,6 +25,7 @@ import { absorb, inUnowned, kGreen, kNever, ps } from './state.js';
 import type { ClientAdapter } from './clients/adapter.js';
 import { installClientHooks } from './clients/index.js';
 import { adoptSocket, orphanSocket } from '../net/orphan.js';
+import { databaseProtocol } from './clients/protocols.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
@@ -61,6 +62,8 @@ const kClientQueue = Symbol.for('evy.net.clientQueue');
 const kClient = Symbol.for('evy.net.client');
 /** That client's adapter (patching/clients/adapter.ts). */
 const kAdapter = Symbol.for('evy.net.clientAdapter');
+/** Set once the socket's first bytes were looked at (firstBytes). */
+const kFirst = Symbol.for('evy.net.first');
 /** Set on a socket TLS was started on: the TLS socket that carries its connection now. */
 const kUpgraded = Symbol.for('evy.net.upgraded');
 /** The one thread that has set the socket up or made requests on it so far, or `kMany`. */
@@ -196,6 +199,13 @@ function markShared(s: AnySock): void {
   s[kShared] = true;
   noteUse(s, null);
   releaseSocket(s);
+}
+
+/** A database connection whose client evy does not watch (a bundled one) is shared: clients/protocols.ts. */
+function firstBytes(s: AnySock, chunk: unknown, fromServer: boolean): void {
+  s[kFirst] = true;
+  if (s[kClientQueue] === true || s[kNever] === true || s[kShared] === true || ownedElsewhere(s)) return;
+  if (databaseProtocol(chunk, fromServer) !== null) markShared(s);
 }
 
 /** A write from the socket's own callbacks (no thread's code): whose it is depends on when it happens. */
@@ -469,6 +479,7 @@ export function installNetHooks(): void {
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
     if (this[kOrphan] !== undefined) adoptSocket(this); // used again: whoever writes holds it
+    if (this[kFirst] !== true) firstBytes(this, chunk, false);
     const r = write.call(this, chunk, encoding, cb);
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
       const w = owningThread();
@@ -499,6 +510,7 @@ export function installNetHooks(): void {
     // A reply arrived: the requests waiting on it are over. What a library writes while it delivers
     // that reply ('data' runs inside push) it writes for another caller: see the write hook.
     if (this[kQuiet] !== undefined) stirred(this, false);
+    if (this[kFirst] !== true && chunk != null) firstBytes(this, chunk, true);
     const users: GreenThread[] | undefined = this[kUsers];
     if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
     this[kAnswered] = users[0]; // one user: a second one makes the socket shared

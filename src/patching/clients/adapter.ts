@@ -23,6 +23,14 @@ import type { Socket } from 'node:net';
 /** Replaces `obj[key]`, remembering the original so that `undo()` of the last net patch restores it. */
 export type Put = (obj: any, key: string, value: unknown) => void;
 
+/** Has the prototype of `cls` all of `methods` as its own functions? (ClientModule.looksLike) */
+export function hasMethods(cls: unknown, methods: readonly string[]): boolean {
+  const P = typeof cls === 'function' ? (cls as { prototype?: unknown }).prototype : undefined;
+  if (P == null || typeof P !== 'object') return false;
+  for (const m of methods) if (!Object.hasOwn(P, m) || typeof (P as Record<string, unknown>)[m] !== 'function') return false;
+  return true;
+}
+
 /** What the net layer (patching/net.ts) offers the adapters' patches. */
 export interface ClientHooks {
   /** A command was queued in the client behind the one in flight on `socket`. */
@@ -49,10 +57,18 @@ export interface ClientHooks {
   tlsAhead(): void;
 }
 
-/** One file of a client library, recognised by its path when it loads (or in the module cache). */
+/**
+ * One file of a client library, recognised by its path when it loads (or in the module cache), or, where the
+ * path does not tell (a vendored or renamed copy), by the shape of what it exports.
+ */
 export interface ClientModule {
   /** The file, e.g. `/[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/`. */
   readonly file: RegExp;
+  /**
+   * Does a file at another path export this one's class? (Its own methods, by name: cheap, and run on every
+   * CommonJS file that loads.)
+   */
+  looksLike(exports: unknown): boolean;
   /**
    * Patches the file's exports (idempotent: the same class may be reached twice). Must leave anything it
    * does not recognise alone: another major version of the library may sit at the same path.

@@ -4,7 +4,7 @@
 // server with the connection's own options (one per server and credentials, made on demand, closed when idle).
 import type { Socket } from 'node:net';
 import { rt } from '../../runtime.js';
-import type { ClientAdapter, ClientHooks, CommandState, Put } from './adapter.js';
+import { hasMethods, type ClientAdapter, type ClientHooks, type CommandState, type Put } from './adapter.js';
 import { answered, asCaller, boundToCaller, issued, runFor } from './commands.js';
 
 const kPatched = Symbol.for('evy.clients.patched');
@@ -268,9 +268,17 @@ export const mysql2Adapter: ClientAdapter<Mysql2Connection, Mysql2Command> = {
   modules: [
     // The class that defines the command queue: lib/base/connection.js (3.x), or lib/connection.js (2.x; in
     // 3.x that file only subclasses the base, and is left alone by the patch).
-    { file: /[\\/]node_modules[\\/]mysql2[\\/]lib[\\/](?:base[\\/])?connection\.js$/, patch: patchConnection },
+    {
+      file: /[\\/]node_modules[\\/]mysql2[\\/]lib[\\/](?:base[\\/])?connection\.js$/,
+      looksLike: (e) => hasMethods(e, ['addCommand', 'handlePacket', 'writePacket']),
+      patch: patchConnection,
+    },
     // The pool's getConnection, likewise in lib/base/pool.js (3.x) or lib/pool.js (2.x).
-    { file: /[\\/]node_modules[\\/]mysql2[\\/]lib[\\/](?:base[\\/])?pool\.js$/, patch: (exports, put) => patchPool(exports, put) },
+    {
+      file: /[\\/]node_modules[\\/]mysql2[\\/]lib[\\/](?:base[\\/])?pool\.js$/,
+      looksLike: (e) => hasMethods(e, ['getConnection', 'releaseConnection', '_removeConnection']),
+      patch: (exports, put) => patchPool(exports, put),
+    },
   ],
 
   socketOf: (c) => c.stream ?? null,

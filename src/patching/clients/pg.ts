@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { disown, own, owningThread } from '../../ownership.js';
 import { builtin } from '../state.js';
-import type { ClientAdapter, ClientHooks, CommandState, Put } from './adapter.js';
+import { hasMethods, type ClientAdapter, type ClientHooks, type CommandState, type Put } from './adapter.js';
 import { answered, asCaller, forCaller, issued, runFor } from './commands.js';
 
 const kPatched = Symbol.for('evy.clients.patched');
@@ -260,8 +260,16 @@ function sendCancel(c: PgClient, done: (outcome: 'landed' | 'not-sent') => void)
 export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
   name: 'pg',
   modules: [
-    { file: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/, patch: patchClient },
-    { file: /[\\/]node_modules[\\/]pg-pool[\\/]index\.js$/, patch: (exports, put) => patchPool(exports, put) },
+    {
+      file: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]client\.js$/,
+      looksLike: (e) => hasMethods(e, ['query', 'connect', '_pulseQueryQueue', '_handleReadyForQuery']),
+      patch: patchClient,
+    },
+    {
+      file: /[\\/]node_modules[\\/]pg-pool[\\/]index\.js$/,
+      looksLike: (e) => hasMethods(e, ['connect', 'query', '_acquireClient', '_pulseQueue']),
+      patch: (exports, put) => patchPool(exports, put),
+    },
   ],
 
   socketOf: (c) => c.connection?.stream ?? null,
