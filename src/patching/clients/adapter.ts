@@ -93,6 +93,11 @@ export type CommandState =
  * connection is held from the kill until the cancel has landed AND the killed command's reply has arrived,
  * and only then does the client write its next command. Without this, a cancel that arrives late would hit
  * the next thread's command.
+ *
+ * A client that pipelines (writes other callers' commands behind the running one before any kill: ioredis)
+ * cannot be held after the fact: what is on the wire behind the command is there already. Such a client holds
+ * its writes behind every command the server may block on from the moment it is written, and sends the cancel
+ * only while every such command on the wire is a killed thread's (ioredis-unblock.ts).
  */
 export interface ServerCancel<Client extends object = any> {
   /**
@@ -125,9 +130,16 @@ export interface ClientAdapter<Client extends object = any, Command extends obje
   socketOf(client: Client): Socket | null;
   /** Where `cmd` stands on `client`. */
   state(client: Client, cmd: Command): CommandState;
-  /** Takes a `'queued'` command out of the client's queue; whoever awaits it gets `err`. */
+  /**
+   * Takes a `'queued'` command out of the client's queue; whoever awaits it gets `err`. It is never written:
+   * a client that keeps commands offline while it (re)connects (ioredis) must not send it when it flushes them.
+   */
   dequeue(client: Client, cmd: Command, err: unknown): void;
-  /** A `'pipelined'` command: whoever awaits it gets `err` now, and its reply is dropped when it arrives. */
+  /**
+   * A `'pipelined'` command: whoever awaits it gets `err` now, and its reply is dropped when it arrives. It is
+   * never sent again: a client that replays unanswered commands on its next connection (ioredis's
+   * `autoResendUnfulfilledCommands`) must leave it out, or a killed `INCR` whose reply was lost runs twice.
+   */
   drop(client: Client, cmd: Command, err: unknown): void;
   /**
    * Called when evy destroys the connection (a cancel's fallback, an abandoned setup), before it destroys the
