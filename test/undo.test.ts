@@ -3,7 +3,7 @@
 // against a list of the slots kept by hand. The places walked: every builtin module loaded at that moment
 // (node:tls, node:http, node:https and the rest are loaded by this file's imports, so the lazy hooks install
 // when a thread connects), the prototypes of their exported classes, globalThis, require.extensions, the
-// prototypes of a timer and an immediate, and pg's and mysql2's client classes (wrapped as they load).
+// prototypes of a timer and an immediate, and pg's, mysql2's and ioredis's client classes (wrapped as they load).
 // This file runs alone in its process (vitest's forks pool), so nothing was patched before the snapshot.
 import timers from 'node:timers';
 import timersPromises from 'node:timers/promises';
@@ -56,6 +56,8 @@ function places(): Map<string, object> {
   add('pg.Client.prototype', pg.Client.prototype);
   add('mysql2 Connection.prototype', Object.getPrototypeOf(require('mysql2').Connection.prototype));
   add('mysql2 Connection.prototype (subclass)', require('mysql2').Connection.prototype);
+  add('ioredis Redis.prototype', require('ioredis').default.prototype);
+  add('ioredis Pipeline.prototype', require('ioredis').Pipeline.prototype);
   return out;
 }
 
