@@ -15,7 +15,10 @@ import { makeCerts, type Certs } from './helpers/certs.js';
 import { Event, GreenletExit, monkeyPatch, sleep, spawn, unowned, type GreenThread } from '../src/index.js';
 
 let undo: (() => void) | null = null;
-afterEach(() => {
+let teardown: (() => Promise<void>) | null = null;
+afterEach(async () => {
+  await teardown?.();
+  teardown = null;
   undo?.();
   undo = null;
 });
@@ -25,6 +28,19 @@ beforeAll(() => {
   certs = makeCerts();
 });
 afterAll(() => certs.cleanup());
+
+/** Calls `onLine` with each newline-terminated line `s` receives (without the newline). */
+function eachLine(s: net.Socket, onLine: (line: string) => void): void {
+  let buf = '';
+  s.on('data', (d) => {
+    buf += String(d);
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      onLine(line);
+    }
+  });
+}
 
 /**
  * A line server that answers nothing by itself: the test sees each request arrive (`arrived(line)`) and
@@ -42,16 +58,10 @@ async function lineServer(kind: 'net' | 'tls') {
   const onConn = (s: net.Socket): void => {
     conns.push(s);
     s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d) => {
-      buf += String(d);
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        received.push(line);
-        const e = arrival(line);
-        if (!e.ready()) e.send();
-      }
+    eachLine(s, (line) => {
+      received.push(line);
+      const e = arrival(line);
+      if (!e.ready()) e.send();
     });
   };
   const server =
@@ -79,6 +89,16 @@ async function lineServer(kind: 'net' | 'tls') {
 
 type Server = Awaited<ReturnType<typeof lineServer>>;
 
+/** The client side of one connection to `server`, errors ignored (a kill's destroy is what the tests look at). */
+function connectTo(kind: 'net' | 'tls', server: Server): net.Socket {
+  const s =
+    kind === 'net'
+      ? net.connect(server.port, '127.0.0.1')
+      : tls.connect({ port: server.port, host: '127.0.0.1', ca: certs.caCert, servername: 'localhost' });
+  s.on('error', () => {});
+  return s;
+}
+
 /**
  * A client connection that any thread may use: `ask(line)` writes a request and resolves with its reply,
  * rejects when the connection closes first. Created lazily by the first thread that asks (as a library's
@@ -88,21 +108,11 @@ function client(kind: 'net' | 'tls', server: Server) {
   let sock: net.Socket | null = null;
   const pending = new Map<string, { resolve(v: string): void; reject(e: unknown): void }>();
   const open = (): net.Socket => {
-    const s =
-      kind === 'net'
-        ? net.connect(server.port, '127.0.0.1')
-        : tls.connect({ port: server.port, host: '127.0.0.1', ca: certs.caCert, servername: 'localhost' });
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d) => {
-      buf += String(d);
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const p = pending.get(line.replace(/^re:/, ''));
-        pending.delete(line.replace(/^re:/, ''));
-        p?.resolve(line);
-      }
+    const s = connectTo(kind, server);
+    eachLine(s, (line) => {
+      const p = pending.get(line.replace(/^re:/, ''));
+      pending.delete(line.replace(/^re:/, ''));
+      p?.resolve(line);
     });
     s.on('close', () => {
       for (const p of pending.values()) p.reject(new Error('the connection closed before the reply'));
@@ -139,21 +149,11 @@ function queueingClient(kind: 'net' | 'tls', server: Server) {
     if (inFlight !== null) sock!.write(`${inFlight.line}\n`);
   };
   const open = (): net.Socket => {
-    const s =
-      kind === 'net'
-        ? net.connect(server.port, '127.0.0.1')
-        : tls.connect({ port: server.port, host: '127.0.0.1', ca: certs.caCert, servername: 'localhost' });
-    s.on('error', () => {});
-    let buf = '';
-    s.on('data', (d) => {
-      buf += String(d);
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const done = inFlight;
-        send(); // the next queued request, written from this callback
-        done?.resolve(line);
-      }
+    const s = connectTo(kind, server);
+    eachLine(s, (line) => {
+      const done = inFlight;
+      send(); // the next queued request, written from this callback
+      done?.resolve(line);
     });
     s.on('close', () => {
       for (const j of [inFlight, ...queue]) j?.reject(new Error('the connection closed before the reply'));
@@ -181,62 +181,66 @@ async function expectKilled(t: GreenThread): Promise<void> {
   await expect(t.wait()).rejects.toBeInstanceOf(GreenletExit);
 }
 
+type Client = ReturnType<typeof client>;
+
+/** Patches, starts a line server and a client of it (`make`: client or queueingClient); afterEach closes both. */
+async function setUp(kind: 'net' | 'tls', make: (kind: 'net' | 'tls', server: Server) => Client = client): Promise<{ server: Server; c: Client }> {
+  undo = monkeyPatch().undo;
+  const server = await lineServer(kind);
+  const c = make(kind, server);
+  teardown = async () => {
+    c.socket?.destroy();
+    await server.close();
+  };
+  return { server, c };
+}
+
+/** A thread that asks `line` on `c`, returned once its request has reached the server (is outstanding). */
+async function asking(server: Server, c: Client, line: string): Promise<GreenThread<string>> {
+  const t = spawn(() => c.ask(line));
+  await server.arrived(line);
+  return t;
+}
+
+/** The server answers `line`: thread `t`, which asked it, gets the reply. */
+async function expectReply(server: Server, t: GreenThread<string>, line: string): Promise<void> {
+  server.answer(line);
+  expect(await t.wait()).toBe(`re:${line}`);
+}
+
 for (const kind of ['net', 'tls'] as const) {
   describe(`two threads' requests outstanding at once on one ${kind === 'net' ? 'plain TCP' : 'TLS'} connection`, () => {
     it("control: a lone thread's unanswered request dies with it (the connection is owned while it waits)", async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = client(kind, server);
-      const a = spawn(() => c.ask('a'));
-      await server.arrived('a');
+      const { server, c } = await setUp(kind);
+      const a = await asking(server, c, 'a');
       await expectKilled(a);
       if (!c.socket!.destroyed) await once(c.socket!, 'close');
       expect(c.socket!.destroyed).toBe(true);
-      await server.close();
     });
 
     it("the kill of the thread that connected and wrote first leaves the other thread its reply; the connection lives on", async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = client(kind, server);
-      const a = spawn(() => c.ask('a')); // A creates the connection and writes first
-      await server.arrived('a');
-      const b = spawn(() => c.ask('b')); // B's request, while A's is still outstanding
-      await server.arrived('b');
+      const { server, c } = await setUp(kind);
+      const a = await asking(server, c, 'a'); // A creates the connection and writes first
+      const b = await asking(server, c, 'b'); // B's request, while A's is still outstanding
       await expectKilled(a);
       expect(c.socket!.destroyed).toBe(false);
-      server.answer('b');
-      expect(await b.wait()).toBe('re:b');
+      await expectReply(server, b, 'b');
       // Still usable by a third thread: the kill touched nothing.
-      const d = spawn(() => c.ask('d'));
-      await server.arrived('d');
-      server.answer('d');
-      expect(await d.wait()).toBe('re:d');
+      await expectReply(server, await asking(server, c, 'd'), 'd');
       expect(server.received).toEqual(['a', 'b', 'd']);
-      c.socket!.destroy();
-      await server.close();
     });
 
     it('the kill of the thread that wrote second leaves the first thread its reply', async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = client(kind, server);
-      const a = spawn(() => c.ask('a'));
-      await server.arrived('a');
-      const b = spawn(() => c.ask('b'));
-      await server.arrived('b');
+      const { server, c } = await setUp(kind);
+      const a = await asking(server, c, 'a');
+      const b = await asking(server, c, 'b');
       await expectKilled(b);
       expect(c.socket!.destroyed).toBe(false);
-      server.answer('a');
-      expect(await a.wait()).toBe('re:a');
-      c.socket!.destroy();
-      await server.close();
+      await expectReply(server, a, 'a');
     });
 
     it("a client that queues in JavaScript: the request it writes for B from A's reply makes the connection shared; no later kill touches it", async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = queueingClient(kind, server);
+      const { server, c } = await setUp(kind, queueingClient);
       const answered = new Event<string>();
       const a = spawn(async () => {
         answered.send(await c.ask('a')); // A connects and writes first, from its own code
@@ -249,64 +253,42 @@ for (const kind of ['net', 'tls'] as const) {
       await server.arrived('b');
       await expectKilled(a); // B's request is on A's connection: A's kill must not cut it
       expect(c.socket!.destroyed).toBe(false);
-      server.answer('b');
-      expect(await b.wait()).toBe('re:b');
+      await expectReply(server, b, 'b');
       // The connection serves a queue evy cannot see: marked shared for good. C's own request with D's queued
       // behind it in the client: C's kill must leave the connection to D.
-      const cT = spawn(() => c.ask('c'));
-      await server.arrived('c');
+      const cT = await asking(server, c, 'c');
       const d = spawn(() => c.ask('d'));
       await cT.kill();
       expect(c.socket!.destroyed).toBe(false);
       server.answer('c');
       await server.arrived('d');
-      server.answer('d');
-      expect(await d.wait()).toBe('re:d');
-      c.socket!.destroy();
-      await server.close();
+      await expectReply(server, d, 'd');
     });
 
     it('a connection made inside unowned() is never destroyed by a kill, even with the killed thread\'s request outstanding', async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = client(kind, server);
+      const { server, c } = await setUp(kind);
       const made = spawn(() => unowned(() => c.ask('hello'))); // a client meant for everyone, made lazily in a thread
       await server.arrived('hello');
-      server.answer('hello');
-      expect(await made.wait()).toBe('re:hello');
-      const a = spawn(() => c.ask('a')); // A's own request, outstanding when A is killed
-      await server.arrived('a');
+      await expectReply(server, made, 'hello');
+      const a = await asking(server, c, 'a'); // A's own request, outstanding when A is killed
       await expectKilled(a);
       expect(c.socket!.destroyed).toBe(false);
-      const b = spawn(() => c.ask('b'));
-      await server.arrived('b');
-      server.answer('b');
-      expect(await b.wait()).toBe('re:b');
-      c.socket!.destroy();
-      await server.close();
+      await expectReply(server, await asking(server, c, 'b'), 'b');
     });
 
     it('a connection made in the main thread, written by two threads at once: a kill of either spares it', async () => {
-      undo = monkeyPatch().undo;
-      const server = await lineServer(kind);
-      const c = client(kind, server);
+      const { server, c } = await setUp(kind);
       const warm = c.ask('warm'); // main connects and makes the first request
       await server.arrived('warm');
       server.answer('warm');
       expect(await warm).toBe('re:warm');
-      const a = spawn(() => c.ask('a'));
-      await server.arrived('a');
-      const b = spawn(() => c.ask('b'));
-      await server.arrived('b');
-      const x = spawn(() => c.ask('x'));
-      await server.arrived('x');
+      const a = await asking(server, c, 'a');
+      const b = await asking(server, c, 'b');
+      const x = await asking(server, c, 'x');
       await expectKilled(b);
       await expectKilled(x);
-      server.answer('a');
-      expect(await a.wait()).toBe('re:a');
+      await expectReply(server, a, 'a');
       expect(c.socket!.destroyed).toBe(false);
-      c.socket!.destroy();
-      await server.close();
     });
   });
 }
