@@ -392,31 +392,41 @@ describe('wrapSsl', () => {
       }) as any;
       return [l, addr, gt];
     };
-    const stop = async (addr: [string, number]): Promise<void> => {
-      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+    const client = async (addr: [string, number]): Promise<GreenSocket> => wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+    /** Ends serve through StopServe, waits for it to return and for the handlers' sockets to close; closes `l`. */
+    const stop = async (l: GreenSocket, addr: [string, number], gt: { wait(): Promise<unknown> }): Promise<void> => {
+      const c = await client(addr);
       await c.sendall('stop\n');
       expect((await c.recv(10)).length).toBe(0);
       c.close();
+      await gt.wait(); // serve returned through StopServe
+      await allClosed();
+      l.close();
     };
     /** The client's next recv() after the reply: EOF, within a bound (the bug: it waited forever). */
     const eof = (c: GreenSocket): Promise<number> => withTimeout(5, () => c.recv(10)).then((b) => b.length);
+    /** A client sends 'hello\n': it gets 'got hello\n' back, then EOF. */
+    const expectReplyThenEof = async (addr: [string, number]): Promise<void> => {
+      const c = await client(addr);
+      await c.sendall('hello\n');
+      expect((await c.recv(100)).toString()).toBe('got hello\n');
+      expect(await eof(c)).toBe(0);
+      c.close();
+    };
 
     it('the handler reads a line, sendalls a reply and closes: the client gets the reply, then EOF', async () => {
       const [l, addr, gt] = await server(async (s, line) => {
         await s.sendall(`got ${line}`);
         s.close();
       });
-      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
+      const c = await client(addr);
       await c.sendall('hello\n');
       const f = c.makefile('r');
       expect(await f.readline()).toBe('got hello\n');
       f.close();
       expect(await eof(c)).toBe(0);
       c.close();
-      await stop(addr);
-      await gt.wait(); // serve returned through StopServe
-      await allClosed();
-      l.close();
+      await stop(l, addr, gt);
     });
 
     it('a plain tls.connect client gets every byte of a large reply, then end', async () => {
@@ -444,25 +454,15 @@ describe('wrapSsl', () => {
       expect(got[0]).toBe('end');
       expect(sha(got[1])).toBe(sha(data));
       t.end();
-      await stop(addr);
-      await gt.wait();
-      await allClosed();
-      l.close();
+      await stop(l, addr, gt);
     });
 
     it('a handler that returns without closing: serve closes the TLS socket gracefully', async () => {
       const [l, addr, gt] = await server(async (s, line) => {
         await s.sendall(`got ${line}`);
       });
-      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
-      await c.sendall('hello\n');
-      expect((await c.recv(100)).toString()).toBe('got hello\n');
-      expect(await eof(c)).toBe(0);
-      c.close();
-      await stop(addr);
-      await gt.wait();
-      await allClosed();
-      l.close();
+      await expectReplyThenEof(addr);
+      await stop(l, addr, gt);
     });
 
     it('shutdown(SHUT_WR) ends the TLS write side only: the client sees EOF, the server socket stays open', async () => {
@@ -474,15 +474,8 @@ describe('wrapSsl', () => {
         expect((await s.recv(10)).length).toBe(0);
         s.close();
       });
-      const c = await wrapSsl(await connect(addr), { ca: certs.caCert, servername: 'localhost' });
-      await c.sendall('hello\n');
-      expect((await c.recv(100)).toString()).toBe('got hello\n');
-      expect(await eof(c)).toBe(0);
-      c.close();
-      await stop(addr);
-      await gt.wait();
-      await allClosed();
-      l.close();
+      await expectReplyThenEof(addr);
+      await stop(l, addr, gt);
     });
 
     it('a file of the plain socket closed after the wrap leaves the TLS connection alone', async () => {
