@@ -140,6 +140,23 @@ describe.each(WAYS)('state-table rows, way in: %s', (way) => {
     });
   }
 
+  // A killed thread's own code that still runs (detached after a foreign await, or its finally block) uses its
+  // private connection once more: that write is the killed thread's, not main's nor another thread's, so the
+  // connection stays private and orphaned. Before, it counted as main's code: the connection was adopted back
+  // (ref'd) for good, stayed open and kept the process alive (the chaos harness found it with a pg.Client).
+  for (const row of ['private-detached', 'private-finally']) {
+    it(`${row}: T's private connection, used again by T's own code after its kill: keeps nothing alive, closed once nothing can reach it`, async () => {
+      const o = await runRow(way, row);
+      expect(o.code, o.stderr).toBe(0);
+      expect(o.out.reply).toBe('1 hello');
+      expect(o.out.last).toMatch(/^2 (detached|cleanup)$/);
+      expect(o.out.active).toEqual([]);
+      const after = await closeAfterKill(o);
+      expect(after).not.toBeNull();
+      expect(o.out.killed + after!).toBeLessThanOrEqual(o.out.end);
+    });
+  }
+
   it('private, without a garbage collection: the process still exits by itself', async () => {
     const o = await runRow(way, 'private', false);
     expect(o.code, o.stderr).toBe(0);

@@ -136,6 +136,17 @@ function noteUse(s: AnySock, t: GreenThread | null): void {
   if (solo !== undefined) endSolo(s, solo);
 }
 
+/**
+ * The code writing on `s` is that of the one thread that has used it, killed: its detached body or its finally
+ * blocks (which `owningThread()` reports as no thread once it has been reported dead). Still its private
+ * connection, not main's.
+ */
+function killedSoloWriting(s: AnySock): boolean {
+  const solo = s[kSolo];
+  if (solo === undefined || solo === kMany || (solo as GreenThread)._killError === undefined) return false;
+  return rt.als?.getStore() === solo;
+}
+
 /** Its only user was killed and it is idle (or was kept by a cancel and has gone idle since). */
 function soloKilled(s: AnySock): boolean {
   const solo = s[kSolo];
@@ -478,7 +489,9 @@ export function installNetHooks(): void {
 
   const write = SP.write as (...a: unknown[]) => boolean;
   put(SP, 'write', function write_(this: AnySock, chunk: unknown, encoding?: unknown, cb?: unknown) {
-    if (this[kOrphan] !== undefined) adoptSocket(this); // used again: whoever writes holds it
+    // Used again: whoever writes holds it. Not its killed owner's own code still running (detached, or a finally
+    // block): that code is all that reaches it, and once it ends the connection is garbage as before.
+    if (this[kOrphan] !== undefined && !killedSoloWriting(this)) adoptSocket(this);
     if (this[kFirst] !== true) firstBytes(this, chunk, false);
     const r = write.call(this, chunk, encoding, cb);
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
@@ -499,7 +512,7 @@ export function installNetHooks(): void {
           this[kSetup] = false; // a thread's own request: whatever came before it was setup
           useSocket(this, t);
         } else if (rt.als.getStore() === callbackContext) fromCallback(this);
-        else if (this[kSolo] !== undefined) noteUse(this, null); // main's own code uses it too
+        else if (this[kSolo] !== undefined && !killedSoloWriting(this)) noteUse(this, null); // main's own code uses it too
       }
     }
     return r;
