@@ -1,5 +1,5 @@
 // Ownership of child processes: a child is owned by the thread that spawned it until it exits. A kill
-// sends SIGTERM, then SIGKILL after CHILD_KILL_GRACE_MS: no orphan outlives the kill by more than that.
+// terminates the child's whole tree (child-tree.ts): SIGTERM, then SIGKILL after CHILD_KILL_GRACE_MS.
 //
 // The hook sits on ChildProcess.prototype.spawn: spawn, exec, execFile and fork all reach it, while
 // exec/execFile do not call the exported spawn.
@@ -11,9 +11,9 @@ import { current, rt } from '../runtime.js';
 import { absorb, builtin, inUnowned, kGreen, kNever, PROMISIFY, ps } from './state.js';
 import { until } from '../until.js';
 import { checkInterrupt } from '../waiter.js';
+import { terminateTree } from './child-tree.js';
 
-/** How long a killed thread's child gets between SIGTERM and SIGKILL. */
-export const CHILD_KILL_GRACE_MS = 1000;
+export { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from './child-tree.js';
 
 const kOwner = Symbol.for('evy.child.owner');
 type AnyChild = ChildProcess & Record<symbol, any>;
@@ -42,218 +42,27 @@ function onExit(this: AnyChild): void {
   if (o !== undefined) disown(this, o);
 }
 
-/** A tree being terminated: its pids, and the timer that sends SIGKILL to what is left after the grace. */
-interface Termination {
-  tree: number[];
-  timer: ReturnType<typeof setTimeout>;
-}
-
-/** Trees killed and not yet gone (shared by the ESM and CJS builds): the test adapters wait on them before the process dies. */
-const terminations: Set<Termination> = ((rt.ext.childTerminations as Set<Termination> | undefined) ??= new Set());
-
 function terminate(c: AnyChild, _err: unknown): void {
   c[kOwner] = undefined;
   if (exited(c)) return;
   absorb(c);
   for (const s of [c.stdin, c.stdout, c.stderr]) absorb(s);
-  // exec() runs a shell whose children would outlive it as orphans, and a shell may be forking while we look:
-  // freeze the tree first (SIGSTOP cannot be caught), collecting it until a scan finds nothing new, so every
-  // process is known before any of them dies and re-parents its children away from us.
-  const tree = c.pid === undefined ? [] : freeze(c.pid);
-  // A process that blocks SIGTERM would act on it only later, and could fork meanwhile: the child Node has
-  // just forked and not yet exec'd is one (libuv blocks every signal around the fork). It gets SIGKILL.
-  for (const pid of tree) signal(pid, blocksSigterm(pid) ? 'SIGKILL' : 'SIGTERM');
-  for (const pid of tree) signal(pid, 'SIGCONT'); // a stopped process acts on SIGTERM only once continued
-  // Ref'd on purpose: the parent stays up until the children are gone, so no orphan is left behind.
-  const t: Termination = {
-    tree,
-    timer: rt.timers.setTimeout(() => {
-      terminations.delete(t);
-      for (const pid of tree) signal(pid, 'SIGKILL');
-      closeStdio(c);
-    }, CHILD_KILL_GRACE_MS),
-  };
-  terminations.add(t);
-  // Descendants die a moment after the root (they got SIGTERM too): look again shortly rather than keep the
-  // process up for the whole grace.
-  const check = (): void => {
-    if (!terminations.has(t)) return;
-    if (tree.some(isAlive)) {
-      rt.timers.setTimeout(check, 10).unref();
-      return;
-    }
-    terminations.delete(t);
-    rt.timers.clearTimeout(t.timer);
-    closeStdio(c);
-  };
-  c.once('exit', check);
+  // Stops the child now; its tree is frozen and signalled on later turns (child-tree.ts).
+  terminateTree(c, () => closeStdio(c));
 }
 
-// A kill runs it after the thread's other destroyers (GreenThread._destroyOwned): freezing a tree takes time.
+// A kill runs it after the thread's other destroyers (GreenThread._destroyOwned): a kill's sockets and timers
+// come first, and in a killBatch every tree joins the same freeze round.
 (terminate as { last?: boolean }).last = true;
 
 /** Terminates a child and its tree as a kill of its owner would (shutdown: children no request thread owns). */
 export function terminateChild(c: ChildProcess): void {
-  for (const t of terminations) if (c.pid !== undefined && t.tree.includes(c.pid)) return; // under way
   terminate(c as AnyChild, undefined);
-}
-
-/** How many killed child trees still have a live process (each is SIGKILLed at the end of its grace). */
-export function pendingTerminations(): number {
-  return terminations.size;
-}
-
-/**
- * The process is exiting (no timer will fire again): waits up to `ms`, synchronously, for the killed trees
- * to die of their SIGTERM, then sends SIGKILL to whatever is left of them.
- */
-export function finishTerminationsSync(ms: number): void {
-  if (terminations.size === 0) return;
-  const deadline = Date.now() + ms;
-  const pids = (): number[] => [...terminations].flatMap((t) => t.tree).filter(isAlive);
-  while (pids().length > 0 && Date.now() < deadline) Atomics.wait(pause, 0, 0, 5);
-  for (const pid of pids()) signal(pid, 'SIGKILL');
-  for (const t of terminations) rt.timers.clearTimeout(t.timer);
-  terminations.clear();
 }
 
 /** Our ends of the child's pipes: an orphan that kept the other end must not keep them open here. */
 function closeStdio(c: ChildProcess): void {
   for (const s of c.stdio) if (s !== null && s !== undefined && !s.destroyed) s.destroy();
-}
-
-/** How long freeze() may block, at most, waiting for a busy machine to deliver its SIGSTOPs. */
-const FREEZE_MAX_MS = 500;
-
-/**
- * Stops `root` and all its descendants. A signal is delivered when its process next runs, so one not yet
- * stopped can still fork: the scan repeats until every process found is stopped (or gone) and a scan finds
- * nothing new. On a loaded machine that takes more than one round (a single ~20 ms wait let a shell that
- * had not been scheduled yet fork after the last scan: its child was orphaned). Returns root first.
- */
-function freeze(root: number): number[] {
-  signal(root, 'SIGSTOP');
-  const seen = new Set<number>([root]);
-  const deadline = Date.now() + FREEZE_MAX_MS;
-  for (;;) {
-    const settled = awaitStopped([...seen], deadline);
-    let fresh = false;
-    for (const pid of descendants(root, seen)) {
-      if (seen.has(pid)) continue;
-      seen.add(pid);
-      signal(pid, 'SIGSTOP');
-      fresh = true;
-    }
-    if ((settled && !fresh) || Date.now() >= deadline) return [...seen];
-  }
-}
-
-const pause = new Int32Array(new SharedArrayBuffer(4));
-
-/** Waits (synchronously, until `deadline`) until each of `pids` is stopped or gone; whether they all are. */
-function awaitStopped(pids: number[], deadline: number): boolean {
-  for (;;) {
-    if (pids.every(stoppedOrGone)) return true;
-    if (Date.now() >= deadline) return false;
-    Atomics.wait(pause, 0, 0, 0.2);
-  }
-}
-
-/** Whether `pid` has SIGTERM blocked (Linux: the SigBlk mask in /proc/<pid>/status). */
-function blocksSigterm(pid: number): boolean {
-  if (process.platform !== 'linux') return false;
-  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
-  let status: string;
-  try {
-    status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
-  } catch {
-    return false;
-  }
-  const m = /\nSigBlk:\s*([0-9a-f]+)/.exec(status);
-  return m !== null && (BigInt(`0x${m[1]}`) & SIGTERM_BIT) !== 0n;
-}
-
-const SIGTERM_BIT = 1n << 14n; // signal 15
-
-function stoppedOrGone(pid: number): boolean {
-  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return true;
-  }
-  const state = stat.charAt(stat.lastIndexOf(')') + 2);
-  return state === 'T' || state === 't' || state === 'Z' || state === 'X';
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-/** Whether `pid` is still running: a zombie (dead, its exit status not yet collected) is not. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  return !(process.platform === 'linux' && zombie(pid));
-}
-
-function zombie(pid: number): boolean {
-  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true; // gone between the two looks
-  }
-}
-
-/**
- * The descendants of `pid` (and of every pid in `known`), from the parent links in /proc/<pid>/stat (Linux;
- * elsewhere none: only the direct child is signalled).
- */
-function descendants(pid: number, known: Set<number> = new Set()): number[] {
-  if (process.platform !== 'linux') return [];
-  const fs = process.getBuiltinModule('fs') as typeof import('node:fs');
-  const children = new Map<number, number[]>();
-  let entries: string[];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  for (const name of entries) {
-    const c = name.charCodeAt(0);
-    if (c < 48 || c > 57) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so parse after the last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ', 2)[1]);
-    let list = children.get(ppid);
-    if (list === undefined) children.set(ppid, (list = []));
-    list.push(Number(name));
-  }
-  const out: number[] = [];
-  const queue = [pid, ...known];
-  while (queue.length > 0) {
-    const kids = children.get(queue.shift()!);
-    if (kids === undefined) continue;
-    out.push(...kids);
-    queue.push(...kids);
-  }
-  return out;
 }
 
 /** The thread a child spawned now belongs to, or null (main thread; inside unowned() it is marked). */
