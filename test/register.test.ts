@@ -182,6 +182,27 @@ describe('node --import ./register.mjs', () => {
     process.stdout.write(`[evy kill-tree-stall] ${JSON.stringify(out)}\n`);
   });
 
+  it.each(['call', 'listener'])('a thread killed as the process exits (process.exit() right after the kill, or from an earlier exit listener: %s): its tree gets its SIGTERM, none left stopped', async (mode) => {
+    const r = await node([...IMPORT, 'exit-after-kill.mjs'], { EXIT_MODE: mode });
+    expect(r.code, r.stderr).toBe(0);
+    const { pids } = json(r) as { pids: number[] };
+    expect(pids).toHaveLength(3);
+    // Dead of the SIGTERM (gone, or a zombie until its new parent reaps it), none stopped or still sleeping.
+    const state = (pid: number): string => {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return stat.charAt(stat.lastIndexOf(')') + 2);
+      } catch {
+        return 'gone';
+      }
+    };
+    const t0 = performance.now();
+    while (pids.some((p) => !['gone', 'Z', 'X'].includes(state(p))) && performance.now() - t0 < 3000) await new Promise((res) => setTimeout(res, 20));
+    const states = pids.map(state);
+    for (const pid of pids) if (!['gone', 'Z', 'X'].includes(state(pid))) process.kill(pid, 'SIGKILL');
+    expect(states.filter((s) => !['gone', 'Z', 'X'].includes(s))).toEqual([]);
+  });
+
   it('a socket killed while its lookup never answers does not keep the process up', async () => {
     const t0 = performance.now();
     const r = await node([...IMPORT, 'connect-never.mjs'], {}, 10_000);

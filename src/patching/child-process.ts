@@ -13,7 +13,7 @@ import { until } from '../until.js';
 import { checkInterrupt } from '../waiter.js';
 import { terminateTree } from './child-tree.js';
 
-export { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from './child-tree.js';
+export { CHILD_KILL_GRACE_MS, finishTerminationsSync, freezeAllSync, pendingTerminations } from './child-tree.js';
 
 const kOwner = Symbol.for('evy.child.owner');
 type AnyChild = ChildProcess & Record<symbol, any>;

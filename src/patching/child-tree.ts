@@ -78,7 +78,9 @@ export function terminateTree(c: ChildProcess, onGone: () => void): void {
   // Killed while the process exits ('exit' listeners, the test adapters' exit hook): no later turn comes.
   if ((process as { _exiting?: boolean })._exiting === true) return freezeAllSync();
   if (ks.round === null) ks.round = rt.timers.setImmediate(round); // ref'd: the process stays up for it
-  if (ks.onExit === null) process.on('exit', (ks.onExit = freezeAllSync));
+  // First of the 'exit' listeners: one that throws (a write to a closed stdout pipe, when the process is dying of
+  // an uncaught exception) would keep the later ones from running.
+  if (ks.onExit === null) process.prependListener('exit', (ks.onExit = freezeAllSync));
 }
 
 /** Whether `pid` is already in a tree being terminated. */
@@ -109,8 +111,12 @@ export function finishTerminationsSync(ms: number): void {
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
-/** Runs the freeze rounds now, blocking, until every tree is signalled (each is bounded by its deadline). */
-function freezeAllSync(): void {
+/**
+ * Runs the freeze rounds now, blocking, until every tree is signalled (each is bounded by its deadline): for
+ * a process about to end, which may die without another turn or an 'exit' event (the test adapters when a
+ * run is interrupted).
+ */
+export function freezeAllSync(): void {
   stopRounds();
   for (let trees = freezing(); trees.length > 0; trees = freezing()) {
     step(trees);

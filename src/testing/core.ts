@@ -22,7 +22,7 @@ import { isEvyFile } from '../self.js';
 import { siteOf } from '../debug/site.js';
 import { patchOptionsFromEnv } from '../patching/monkey-patch.js';
 import { debug as debugLog, ps } from '../patching/state.js';
-import { CHILD_KILL_GRACE_MS, finishTerminationsSync, pendingTerminations } from '../patching/child-process.js';
+import { CHILD_KILL_GRACE_MS, finishTerminationsSync, freezeAllSync, pendingTerminations } from '../patching/child-process.js';
 import { guardChild, releaseChild } from './reaper.js';
 import { isOrphan } from '../net/orphan.js';
 
@@ -634,6 +634,9 @@ export function abortAll(reason?: unknown): number {
   const scopes = new Set<TestScope>();
   for (const s of liveScopes) if (!s.ended && s.killed === undefined) scopes.add(s);
   for (const s of scopes) s.abort(reason);
+  // The run is ending: the process may die before another turn, with no 'exit' event (a runner that killed
+  // it, an uncaught EPIPE once the runner is gone). The killed children's trees are frozen and signalled now.
+  freezeAllSync();
   return scopes.size;
 }
 
