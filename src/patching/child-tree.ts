@@ -7,9 +7,9 @@
 //
 // The kill itself only stops the root. The scan/stop/rescan rounds run on later turns of the event loop
 // (one round loop for every tree being frozen, each round reading O(tree) small /proc files), so a kill
-// never holds up the other requests of a server. When the process is exiting, no later turn comes: the
-// rounds are then run synchronously (finishTerminationsSync, and a process 'exit' listener while any
-// tree is still being frozen).
+// never holds up the other requests of a server. When the process is ending, no later turn may come: the
+// rounds are then run synchronously (finishTerminationsSync, the test adapters' abortAll, a kill made while
+// the process exits, and the first 'exit' listener while any tree is still being frozen).
 import type { ChildProcess } from 'node:child_process';
 import { rt } from '../runtime.js';
 
@@ -263,8 +263,8 @@ let buf: Buffer | null = null;
 
 /**
  * The text of a small /proc file, or null if it cannot be read (the process is gone). Not readFileSync: a
- * /proc file reports size 0, so readFileSync reads it into a fresh 64 KiB buffer, 10x the cost of the
- * open/read/close (~50-90 us against ~7 us here).
+ * /proc file reports size 0, so readFileSync reads it into a fresh 64 KiB buffer: 50-90 us of CPU per file
+ * on the project machine, against ~12 us for the open, read and close.
  */
 function readProc(path: string): string | null {
   const f = fs();
