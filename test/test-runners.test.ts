@@ -220,9 +220,11 @@ function expectScenario(r: Run, counts: RegExp[]): void {
   // Handles and children of a timed-out test gone soon after its timeout; the runner exits soon after the last test.
   const settle = r.measures.filter((m) => m.ms !== undefined);
   expect(settle.map((m) => m.what).sort()).toEqual(['http request socket destroyed', 'interval cleared', 'pg statement cancelled', 'sleep 60 child gone']);
-  // Local effects within 150 ms; the pg statement's cancel is a round trip through the server, which forks a
-  // process for the CancelRequest (tens of ms on this machine under load).
-  for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(m.what === 'pg statement cancelled' ? 400 : 150);
+  // Soon after the timeout: a runner that does not kill at its timeout never gets there (the scenario's check
+  // fails after 3 s). The figure runs from when the timeout was due to when the next test first sees the effect,
+  // so it includes the runner's own timer and test switch: 3-35 ms (node:test, four Node lines, load 7), up to
+  // 215 ms seen at a load of 8 on 2 cores. Bounds with room; the pg cancel adds a round trip (the server forks).
+  for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(m.what === 'pg statement cancelled' ? 700 : 500);
   const last = r.measures.find((m) => m.what === 'last test end');
   expect(last, o).toBeDefined();
   expect(r.exitAt - last!.at!, 'ms from the last test to the exit').toBeLessThanOrEqual(1000);
