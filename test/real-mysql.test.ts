@@ -118,6 +118,16 @@ describe.skipIf(skip)(title, () => {
 
   // Before: evy destroyed only the socket; the pool kept the connection until mysql2's 'error' event, a tick
   // later, and could hand it out meanwhile ("Can't add new command when connection is in closed state").
+  // A KILL QUERY that lands before the server has started the statement is dropped (the kill flag is reset when a
+  // command starts): before, SLEEP(10) ran on, and at the 1 s bound the connection was destroyed under it.
+  it('a KILL QUERY that lands before the statement has started (its bytes 150 ms late through a proxy): sent again, ER_QUERY_INTERRUPTED, the connection kept', async () => {
+    const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'early' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', tCode: 'ER_QUERY_INTERRUPTED', runningAfter: 0, kept: true, sameThread: true, clientErrors: [], leftOpen: [] });
+    expect(r.report.settledMs).toBeLessThan(900); // before the bound
+    expect(r.code).toBe(0);
+  });
+
   it('a KILL QUERY that never lands (a proxy swallows it), pool of 1 with a waiter: destroyed after the 1 s bound, out of the pool at that very moment; the waiter gets a new connection', async () => {
     const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'fallback-pool' }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();

@@ -122,6 +122,16 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   });
 
+  // A CancelRequest that arrives while the backend still waits for the query is dropped by the server: before,
+  // the query then ran on (10 s), and at the 1 s bound the connection was destroyed under it.
+  it('a cancel that lands before the server has started the query (its bytes 150 ms late through a proxy): sent again, the query gets 57014, the connection kept', async () => {
+    const r = await runFixture('pg-cancel.mjs', { ...server.env, MODE: 'early' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', tCode: '57014', stillActive: false, kept: true, after: true, clientErrors: [], leftOpen: [] });
+    expect(r.report.settledMs).toBeLessThan(900); // before the bound
+    expect(r.code).toBe(0);
+  });
+
   it('a cancel the server never answers (a proxy swallows it): the connection is destroyed after the 1 s bound, the side connection closed', async () => {
     const r = await runFixture('pg-cancel.mjs', { ...server.env, MODE: 'fallback' }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();

@@ -8,6 +8,10 @@
 //   kill owns, and the connection is held (nothing else written) until the cancel has landed AND the
 //   command's reply has arrived. The caller gets the server's own error (PostgreSQL 57014, MySQL 1317),
 //   the connection stays open. Without a ServerCancel, the connection is destroyed as for any socket.
+// A cancel that lands before the server has started the statement (its bytes still in transit, or read but not
+// yet dispatched) is dropped by the server (PostgreSQL ignores it while reading a command, MariaDB resets the
+// kill flag when it starts one): the statement then runs to its end. So while the killed command has not
+// replied, the cancel is sent again (CANCEL_RESEND_MS, doubling); the hold covers every cancel sent.
 // Bounds: if the statement has not ended CANCEL_BOUND_MS after the kill, a connection nobody else uses is
 // destroyed, as without cancel; a cancel still unanswered after CANCEL_GIVE_UP_MS gets any connection destroyed
 // (it could still land on the next command).
@@ -21,6 +25,8 @@ import type { ClientAdapter, ClientHooks } from './adapter.js';
 export const CANCEL_BOUND_MS = 1000;
 /** How long after a kill an unanswered cancel is given before any connection it may still hit is destroyed. */
 export const CANCEL_GIVE_UP_MS = 10_000;
+/** How long after a cancel landed without the statement ending it is sent again (doubling, at most 400 ms). */
+export const CANCEL_RESEND_MS = 50;
 
 const kCommand = Symbol('evy.clients.command');
 /** On a client: the cancel in progress (its connection is held). */
@@ -124,8 +130,11 @@ interface Cancelling {
   replied: boolean;
   over: boolean;
   release: () => void;
-  abort: (() => void) | null;
+  /** Give-ups of the cancels sent and not answered yet. */
+  aborts: Set<() => void>;
   timer: NodeJS.Timeout | null;
+  resend: NodeJS.Timeout | null;
+  resendMs: number;
 }
 
 function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHooks, err: unknown): void {
@@ -134,24 +143,30 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
   if (cl[kCancelling] !== undefined) return; // one command runs at a time: already being cancelled
   const sock = adapter.socketOf(client);
   if (sock === null || sock.destroyed) return;
-  const st: Cancelling = { landed: false, notSent: false, replied: false, over: false, release: noop, abort: null, timer: null };
+  const st: Cancelling = { landed: false, notSent: false, replied: false, over: false, release: noop, aborts: new Set(), timer: null, resend: null, resendMs: CANCEL_RESEND_MS };
   cl[kCancelling] = st;
+  const abortAll = (): void => {
+    for (const abort of st.aborts) abort();
+    st.aborts.clear();
+  };
   const end = (): void => {
     if (st.over) return;
     st.over = true;
     cl[kCancelling] = undefined;
     if (st.timer !== null) rt.timers.clearTimeout(st.timer);
+    if (st.resend !== null) rt.timers.clearTimeout(st.resend);
     sock.removeListener('close', onClose);
   };
+  // Released once the reply has arrived and every cancel sent has been answered (a later one may still land).
   const check = (): void => {
-    if (st.over || !st.replied || !(st.landed || st.notSent)) return;
+    if (st.over || !st.replied || st.aborts.size > 0 || !(st.landed || st.notSent)) return;
     end();
     st.release();
   };
   // The connection died meanwhile: nothing left to hold.
   const onClose = (): void => {
     end();
-    st.abort?.();
+    abortAll();
   };
   sock.once('close', onClose);
   st.release = cancel.hold(client, () => {
@@ -165,10 +180,9 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
   const giveUp = (): void => {
     st.timer = null;
     if (st.over) return;
-    if (!st.landed && !st.notSent) {
+    if (st.aborts.size > 0 || (!st.landed && !st.notSent)) {
       debug('cancel of a %s command unanswered after %d ms: destroying its connection', adapter.name, CANCEL_GIVE_UP_MS);
-      st.abort?.();
-      st.abort = null;
+      abortAll();
       end();
       hooks.destroy(sock, err, true);
     }
@@ -178,8 +192,7 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     if (st.over) return;
     if (!st.replied && hooks.destroy(sock, err, false)) {
       debug('%s statement still running %d ms after its kill: destroyed its connection', adapter.name, CANCEL_BOUND_MS);
-      st.abort?.();
-      st.abort = null;
+      abortAll();
       end();
       return;
     }
@@ -187,19 +200,44 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     st.timer.unref();
   }, CANCEL_BOUND_MS);
   st.timer.unref();
+  // Landed, and the statement has not ended: the cancel may have come before the server started it. Again.
+  const resendLater = (): void => {
+    if (st.over || st.replied || st.resend !== null) return;
+    st.resend = rt.timers.setTimeout(() => {
+      st.resend = null;
+      if (st.over || st.replied || st.aborts.size > 0) return;
+      debug('%s statement still running %d ms after its cancel landed: cancelling again', adapter.name, st.resendMs);
+      st.resendMs = Math.min(st.resendMs * 2, 400);
+      send();
+    }, st.resendMs);
+    st.resend.unref();
+  };
   // A connection that no kill owns: made as if by no thread.
-  st.abort = unowned(() =>
-    cancel.send(client, (outcome) => {
-      st.abort = null;
-      if (outcome === 'landed') st.landed = true;
-      else {
-        st.notSent = true;
-        // The statement runs on: a connection nobody else uses is destroyed now, as without cancel.
-        if (!st.replied && hooks.destroy(sock, err, false)) return end();
-      }
-      check();
-    }),
-  );
+  const send = (): void => {
+    let abort: (() => void) | null = null;
+    let settled = false;
+    abort = unowned(() =>
+      cancel.send(client, (outcome) => {
+        settled = true;
+        if (abort !== null) st.aborts.delete(abort);
+        if (st.over) return;
+        if (outcome === 'landed') {
+          st.landed = true;
+          resendLater();
+        } else if (!st.landed) {
+          st.notSent = true;
+          // The statement runs on: a connection nobody else uses is destroyed now, as without cancel.
+          if (!st.replied && hooks.destroy(sock, err, false)) {
+            abortAll();
+            return end();
+          }
+        }
+        check();
+      }),
+    );
+    if (!settled) st.aborts.add(abort);
+  };
+  send();
 }
 
 function noop(): void {}
