@@ -128,6 +128,16 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   });
 
+  // Before: the pool handed the new connection to the killed caller's callback, which ran its query unowned: the
+  // SLEEP(10) ran on the server, and the pool's only connection was busy with it (the next query waited ~3.7 s).
+  it('a thread killed while the pool connects for its pool.query: the statement never runs, the pool serves the next query at once', async () => {
+    const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'pool-connecting' }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', qResult: 'killed', runningAfter: 0, next: 5, leftOpen: [] });
+    expect(r.report.nextMs).toBeLessThan(1000);
+    expect(r.code).toBe(0);
+  });
+
   it('a KILL QUERY that never lands (a proxy swallows it), pool of 1 with a waiter: destroyed after the 1 s bound, out of the pool at that very moment; the waiter gets a new connection', async () => {
     const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'fallback-pool' }, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();

@@ -5,7 +5,8 @@
 import type { Socket } from 'node:net';
 import { rt } from '../../runtime.js';
 import { hasMethods, type ClientAdapter, type ClientHooks, type CommandState, type Put } from './adapter.js';
-import { answered, asCaller, boundToCaller, issued, runFor } from './commands.js';
+import { owningThread } from '../../ownership.js';
+import { answered, asCaller, boundToCaller, forCaller, issued, runFor } from './commands.js';
 
 const kPatched = Symbol.for('evy.clients.patched');
 
@@ -91,6 +92,28 @@ function track(conn: Mysql2Connection, cmd: Mysql2Command, hooks: ClientHooks): 
   }
 }
 
+type GetConnectionCb = (err: unknown, conn?: { release?: () => void }) => unknown;
+
+/**
+ * `cb`, run as the calling thread; a connection that reaches it once that thread has been killed goes back to
+ * the pool unused and the callback gets the kill error: a killed thread's `pool.query` never starts (it used to
+ * run, unowned, when the kill came while the pool connected for it: its statement ran on the server to its end).
+ */
+function forLiveCaller(cb: GetConnectionCb): GetConnectionCb {
+  const t = owningThread();
+  const bound = asCaller(cb);
+  if (t === null) return bound;
+  const guarded: GetConnectionCb = function (this: unknown, err, conn) {
+    if (err == null && conn != null && t._killError !== undefined) {
+      conn.release?.();
+      return bound.call(this, t._killError);
+    }
+    return bound.call(this, err, conn);
+  };
+  forCaller(guarded, t);
+  return guarded;
+}
+
 /** The pool hands a connection to `getConnection`'s callback from wherever one became free: run it as the caller. */
 function patchPool(Pool: unknown, put: Put): void {
   const P = (Pool as { prototype?: any } | null)?.prototype;
@@ -102,7 +125,7 @@ function patchPool(Pool: unknown, put: Put): void {
     // thread's tick): the connection it may make then is the queued caller's, not the releaser's.
     if (typeof cb !== 'function') return getConnection.call(this, cb);
     if (boundToCaller(cb)) return runFor(cb, () => getConnection.call(this, cb));
-    return getConnection.call(this, asCaller(cb as (...a: any[]) => unknown));
+    return getConnection.call(this, forLiveCaller(cb as GetConnectionCb));
   });
 }
 
