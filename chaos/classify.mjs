@@ -16,9 +16,17 @@
 //   open. A request on an open connection makes it that thread's too: with another thread's request outstanding
 //   the connection is shared, and a setup abandoned by its killed connector is taken over. No other thread's
 //   kill may destroy it under that request, whether the request came before the kill or after;
-// - collateral: anything else, including a failure of a killed thread from before its kill.
+// - collateral: anything else, including a failure of a killed thread from before its kill;
+// - misdirected: a collateral failure whose error is a server's cancel of the command (PostgreSQL 57014, MySQL
+//   ER_QUERY_INTERRUPTED, a Redis UNBLOCKED): a cancel meant for a killed thread's command reached this one.
 
-/** @returns {{ verdict: 'expected' | 'excused' | 'collateral', doom?: { at: number, by: string }, why: string }} */
+/** The server cancelled the command: PostgreSQL 57014 (query_canceled), MySQL/MariaDB 1317, Redis CLIENT UNBLOCK ... ERROR. */
+export function isServerCancel(e) {
+  if (e === null || typeof e !== 'object') return false;
+  return e.code === '57014' || e.code === 'ER_QUERY_INTERRUPTED' || e.errno === 1317 || /^UNBLOCKED\b/.test(String(e.message ?? ''));
+}
+
+/** @returns {{ verdict: 'expected' | 'excused' | 'collateral' | 'misdirected', doom?: { at: number, by: string }, why: string }} */
 export function classifyFailure(thread, f, isKillError) {
   if (thread.killedAt !== undefined && f.at >= thread.killedAt) return { verdict: 'expected', why: 'after its own kill' };
   if (thread.firedAt !== undefined && f.at >= thread.firedAt) return { verdict: 'expected', why: 'after its own deadline fired' };
@@ -36,5 +44,5 @@ export function classifyFailure(thread, f, isKillError) {
   }
   const later = dooms.filter((d) => d.at > f.at);
   if (later.length > 0) why.push(`kills of its users came only later: ${later.map((d) => d.by).join(', ')}`);
-  return { verdict: 'collateral', why: why.join('; ') };
+  return { verdict: isServerCancel(f.err) ? 'misdirected' : 'collateral', why: why.join('; ') };
 }

@@ -163,12 +163,13 @@ export async function setupPrivate(H) {
     const ready = client.connect().then(() => {
       rec.weak = new WeakRef(client.connection.stream); // the TLS socket once TLS is on
       rec.connected = true;
+      H.watchFallback(client.connection.stream, `private ${kind}`, ti);
     });
     rec.weak = new WeakRef(client.connection.stream);
     return {
       ready,
       async request(payload) {
-        const r = await client.query(chance(0.5) ? 'SELECT $1::text AS v' : 'SELECT $1::text AS v, pg_sleep(0.003)', [payload]);
+        const r = await H.sql(ti, 'pg', 'query', chance(0.5) ? 'SELECT $1::text AS v' : 'SELECT $1::text AS v, pg_sleep(0.003)', (q) => client.query(q, [payload]));
         return r.rows[0].v;
       },
       socket: () => client.connection.stream,
@@ -358,6 +359,7 @@ export async function setupPrivate(H) {
       client.on('end', () => (drop(), lazySlots.delete(slot)));
       slot.ready = client.connect().then(() => {
         watchIdleClose(slot, client.connection.stream);
+        H.watchFallback(client.connection.stream, gen.kind, ti);
         return client;
       });
     } else {
@@ -369,6 +371,7 @@ export async function setupPrivate(H) {
         c.on('end', dead);
         c.stream.on('close', dead);
         watchIdleClose(slot, c.stream);
+        H.watchFallback(c.stream, gen.kind, ti);
         if (c.stream.destroyed) dead();
         return conn;
       });
@@ -426,10 +429,10 @@ export async function setupPrivate(H) {
         const v = rint(1, 1e9);
         const note = {};
         if (kind === 'pg') {
-          const r = await op(ti, 'lazy.pg.query', () => aw(ti, slot.ready.then((c) => H.clientSend(note, c, () => c.query('SELECT $1::int AS v', [v])))), slot.gen, note);
+          const r = await H.sql(ti, 'pg', 'query', 'SELECT $1::int AS v', (q) => op(ti, 'lazy.pg.query', () => aw(ti, slot.ready.then((c) => H.clientSend(note, c, () => c.query(q, [v])))), slot.gen, note));
           check(r.rows[0].v === v, 'lazy pg value');
         } else {
-          const [rows] = await op(ti, 'lazy.mysql.query', () => aw(ti, slot.ready.then((c) => H.clientSend(note, c, () => c.query('SELECT ? AS v', [v])))), slot.gen, note);
+          const [rows] = await H.sql(ti, 'mysql', 'query', 'SELECT ? AS v', (q) => op(ti, 'lazy.mysql.query', () => aw(ti, slot.ready.then((c) => H.clientSend(note, c, () => c.query(q, [v])))), slot.gen, note));
           check(rows[0].v === v, 'lazy mysql value');
         }
         noteServed(slot);

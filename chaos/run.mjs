@@ -23,6 +23,8 @@ import mysql from 'mysql2/promise';
 import * as evy from 'evy';
 import { classifyFailure } from './classify.mjs';
 import { setupPrivate } from './private.mjs';
+import { setupRequests } from './requests.mjs';
+import { setupCancel } from './cancel.mjs';
 
 const { spawn, spawnAfter, sleep, until, Timeout, withTimeout, GreenletExit, GreenPool, GreenPile, Queue, Event, Semaphore, unowned } = evy;
 
@@ -44,6 +46,8 @@ const INJECTIONS = Number(opt('injections', '1000'));
 const SABOTAGE = opt('sabotage', null);
 const NO_LISTENERS = argv.includes('--no-listeners');
 const VERBOSE = argv.includes('--verbose');
+// --only a,b: run only these scenarios (to chase one kind of failure; the queue consumers and producers still run).
+const ONLY = opt('only', null)?.split(',') ?? null;
 // random | on | off: whether the shared clients and the pool of pg / mysql2 use TLS (random: each one a coin toss).
 const tlsMode = (name) => {
   const mode = opt(name, 'random');
@@ -56,9 +60,9 @@ const tlsMode = (name) => {
 const PG_TLS_MODE = tlsMode('pg-tls');
 const MYSQL_TLS_MODE = tlsMode('mysql-tls');
 const WATCHDOG_S = Number(opt('watchdog', String(Math.max(180, INJECTIONS * 0.05))));
-const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering'];
+const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering', 'misdirected', 'fallback'];
 // Each sabotage mode (see sabotage() and docs/chaos.md) and the one counter it must move.
-const SABOTAGES = { ...Object.fromEntries(COUNTERS.map((c) => [c, c])), 'kill-shared': 'collateral', 'orphan-ref': 'lingering', 'orphan-shared': 'collateral' };
+const SABOTAGES = { ...Object.fromEntries(COUNTERS.map((c) => [c, c])), 'kill-shared': 'collateral', 'orphan-ref': 'lingering', 'orphan-shared': 'collateral', 'request-unowned': 'lingering', 'cancel-skip': 'lingering', 'unblock-skip': 'lingering', 'pool-twice': 'integrity' };
 if (SABOTAGE !== null && !(SABOTAGE in SABOTAGES)) {
   console.error(`--sabotage must be one of ${Object.keys(SABOTAGES).join(', ')}`);
   process.exit(2);
@@ -390,6 +394,12 @@ function doom(ti, why, at = performance.now()) {
 }
 
 const aw = (ti, p) => (ti.useUntil ? until(p) : p);
+/**
+ * The duration of a sleep statement issued later (from a callback of the thread's code): 30 s (only a
+ * server-side cancel ends it) when `long` and the thread has not been killed by then, else `short`. A killed
+ * thread's detached code issues statements nobody owns; they run (docs/patching.md).
+ */
+const sleepFor = (ti, long, short) => () => (long && !ti.killed ? 30 : short);
 // Work that only ends with a kill (never routes, long sleeps, held handles) is for threads that will be
 // killed: victims and withTimeout bodies. A Timeout alone interrupts the wait but kills nothing.
 const killable = (ti) => ti.role === 'victim' || ti.deadline === 'withTimeout';
@@ -521,7 +531,10 @@ function sharedPg(ti) {
   client.on('error', drop); // pg emits 'error' when its connection dies: without a listener, a crash
   // pg emits 'end' once its socket has closed, whatever the cause (a failed connect too): nothing left to end.
   client.on('end', () => (drop(), pgSlots.delete(slot)));
-  slot.ready = client.connect();
+  slot.ready = client.connect().then(() => {
+    H.watchFallback(client.connection.stream, gen.kind, ti);
+    return client;
+  });
   slot.ready.catch(drop);
   pgShared = slot;
   return slot;
@@ -531,6 +544,7 @@ function sharedPool() {
   if (pgPool === null) {
     pgPool = new pg.Pool({ ...PG, ...(pgTls() ? CLIENT_TLS : {}), max: 4, application_name: 'evy-chaos-pool' });
     pgPool.on('error', () => {}); // an idle client whose connection died: the pool drops it
+    H.watchPgPool(pgPool, 'pg.Pool');
   }
   return pgPool;
 }
@@ -563,11 +577,13 @@ async function pgScenario(ti) {
     const note = {};
     try {
       if (killable(ti) && chance(0.3)) {
-        const x = rand() * 0.2;
-        await op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query('SELECT pg_sleep($1)', [x])))), s.gen, note);
+        // Short, or a statement only a server-side cancel ends (its kill must reach the server). Decided when it
+        // is issued: a killed thread's detached code (after s.ready) issues a statement nobody owns, which runs.
+        const x = sleepFor(ti, chance(0.5), rand() * 0.2);
+        await H.sql(ti, 'pg', 'pg_sleep', 'SELECT pg_sleep($1)', (q) => op(ti, 'pg.client.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(q, [x()])))), s.gen, note));
       } else {
         const sql = chance(0.5) ? 'SELECT $1::int AS v' : 'SELECT $1::int AS v, pg_sleep(0.005)';
-        const r = await op(ti, 'pg.client.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(sql, [v])))), s.gen, note);
+        const r = await H.sql(ti, 'pg', 'query', sql, (q) => op(ti, 'pg.client.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(q, [v])))), s.gen, note));
         check(r.rows[0].v === v, 'pg shared client value');
       }
     } finally {
@@ -581,9 +597,9 @@ async function pgPoolScenario(ti) {
   const v = rint(1, 1e9);
   // A long statement only where a kill ends it (an interrupted until() would leave it holding a connection).
   if ((ti.role === 'victim' || ti.deadline === 'withTimeout') && chance(0.4)) {
-    await op(ti, 'pg.pool.sleep', () => aw(ti, pool.query('SELECT pg_sleep(1)')));
+    await H.sql(ti, 'pg', 'pg_sleep', 'SELECT pg_sleep(30)', (q) => op(ti, 'pg.pool.sleep', () => aw(ti, pool.query(q))));
   } else if (chance(0.5)) {
-    const r = await op(ti, 'pg.pool.query', () => aw(ti, pool.query('SELECT $1::int AS v, pg_sleep(0.01)', [v])));
+    const r = await H.sql(ti, 'pg', 'query', 'SELECT $1::int AS v, pg_sleep(0.01)', (q) => op(ti, 'pg.pool.query', () => aw(ti, pool.query(q, [v]))));
     check(r.rows[0].v === v, 'pg pool value');
   } else {
     // Checkout / release explicitly (a finally that releases, as apps do).
@@ -591,7 +607,7 @@ async function pgPoolScenario(ti) {
     const c = await op(ti, 'pg.pool.connect', () => pool.connect());
     let broken;
     try {
-      const r = await op(ti, 'pg.pool.client.query', () => aw(ti, c.query('SELECT $1::int AS v', [v])));
+      const r = await H.sql(ti, 'pg', 'query', 'SELECT $1::int AS v', (q) => op(ti, 'pg.pool.client.query', () => aw(ti, c.query(q, [v]))));
       check(r.rows[0].v === v, 'pg pool client value');
     } catch (e) {
       broken = e;
@@ -620,7 +636,7 @@ function sharedMysql(ti) {
   gen.describe = () => {
     const c = slot.conn?.connection;
     if (!c) return 'not connected yet';
-    return `${socketState(c.stream)}; mysql2: closing=${c._closing} fatal=${c._fatalError?.code ?? null} command=${c._command?.constructor?.name ?? null} queued=${c._commands?.length}; slot users=${slot.users} retired=${slot.retired}`;
+    return `${socketState(c.stream)}; mysql2: closing=${c._closing} fatal=${c._fatalError?.code ?? null} command=${c._command?.constructor?.name ?? null}${c._command?.sql ? ` (${String(c._command.sql).slice(0, 80)})` : ""} queued=${c._commands?.length}; slot users=${slot.users} retired=${slot.retired}`;
   };
   mysqlSlots.add(slot);
   const drop = () => {
@@ -637,6 +653,7 @@ function sharedMysql(ti) {
     c.on('end', drop);
     c.stream.on('close', drop);
     if (c.stream.destroyed) drop();
+    else H.watchFallback(c.stream, gen.kind, ti);
     return conn;
   });
   slot.ready.catch(drop);
@@ -650,6 +667,7 @@ function sharedMysqlPool() {
     // A pool connection has one once('error') of its own (it leaves the pool): a second 'error' (a command
     // added after it died) would be unhandled.
     mysqlPool.on('connection', (c) => c.on('error', () => {}));
+    H.watchMysqlPool(mysqlPool, 'mysql2 pool');
   }
   return mysqlPool;
 }
@@ -676,11 +694,11 @@ async function mysqlScenario(ti) {
     const note = {};
     try {
       if (killable(ti) && chance(0.3)) {
-        const x = rand() * 0.2;
-        await op(ti, 'mysql.conn.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query('SELECT SLEEP(?) AS s', [x])))), s.gen, note);
+        const x = sleepFor(ti, chance(0.5), rand() * 0.2);
+        await H.sql(ti, 'mysql', 'SLEEP', 'SELECT SLEEP(?) AS s', (q) => op(ti, 'mysql.conn.sleep', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(q, [x()])))), s.gen, note));
       } else if (chance(0.5)) {
         const sql = chance(0.5) ? 'SELECT ? AS v' : 'SELECT ? AS v, SLEEP(0.005) AS s';
-        const [rows] = await op(ti, 'mysql.conn.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(sql, [v])))), s.gen, note);
+        const [rows] = await H.sql(ti, 'mysql', 'query', sql, (q) => op(ti, 'mysql.conn.query', () => aw(ti, s.ready.then((c) => clientSend(note, c, () => c.query(q, [v])))), s.gen, note));
         check(rows[0].v === v, 'mysql shared connection value');
       } else {
         // A prepared statement: mysql2 writes the execute in reply to the prepare (then caches the statement).
@@ -698,16 +716,16 @@ async function mysqlPoolScenario(ti) {
   const v = rint(1, 1e9);
   // A long statement only where a kill ends it (an interrupted until() would leave it holding a connection).
   if ((ti.role === 'victim' || ti.deadline === 'withTimeout') && chance(0.4)) {
-    await op(ti, 'mysql.pool.sleep', () => aw(ti, pool.query('SELECT SLEEP(1) AS s')));
+    await H.sql(ti, 'mysql', 'SLEEP', 'SELECT SLEEP(30) AS s', (q) => op(ti, 'mysql.pool.sleep', () => aw(ti, pool.query(q))));
   } else if (chance(0.5)) {
-    const [rows] = await op(ti, 'mysql.pool.query', () => aw(ti, pool.query('SELECT ? AS v, SLEEP(0.01) AS s', [v])));
+    const [rows] = await H.sql(ti, 'mysql', 'query', 'SELECT ? AS v, SLEEP(0.01) AS s', (q) => op(ti, 'mysql.pool.query', () => aw(ti, pool.query(q, [v]))));
     check(rows[0].v === v, 'mysql pool value');
   } else {
     // Checkout / release explicitly (a finally that releases, as apps do).
     // A plain await: until() would abandon a checkout that completes later, and the connection would never be released.
     const c = await op(ti, 'mysql.pool.getConnection', () => pool.getConnection());
     try {
-      const [rows] = await op(ti, 'mysql.pool.conn.query', () => aw(ti, c.query('SELECT ? AS v', [v])));
+      const [rows] = await H.sql(ti, 'mysql', 'query', 'SELECT ? AS v', (q) => op(ti, 'mysql.pool.conn.query', () => aw(ti, c.query(q, [v]))));
       check(rows[0].v === v, 'mysql pool connection value');
     } finally {
       c.release();
@@ -722,6 +740,7 @@ function sharedRedis() {
     const client = new Redis({ ...REDIS, maxRetriesPerRequest: 5 });
     const slot = { gen: new Gen('ioredis'), client };
     client.on('error', () => {});
+    H.watchRedis(client, slot);
     client.on('end', () => {
       if (redisShared === slot) redisShared = null;
     });
@@ -745,6 +764,7 @@ async function redisScenario(ti) {
       ['setget', 3],
       ['pushpop', 2],
       ['blpop-empty', killable(ti) ? 2 : 0],
+      ['blpop-long', killable(ti) ? 2 : 0],
     ]);
     const redisOp = (kind, send) => {
       const note = {};
@@ -757,9 +777,14 @@ async function redisScenario(ti) {
       await redisOp('redis.lpush', () => s.client.lpush(key, v));
       const r = await redisOp('redis.blpop', () => s.client.blpop(key, 1));
       check(r !== null && r[1] === v, 'redis blpop value');
-    } else {
+    } else if (what === 'blpop-empty') {
       // A short blocking pop on a key nobody pushes to: the connection is busy while the kill lands.
       await redisOp('redis.blpop.empty', () => s.client.blpop(`${key}:empty`, 0.05));
+    } else {
+      // A blocking pop only the kill ends (CLIENT UNBLOCK on the server): once the kill has had time to act,
+      // the harness pushes an item on its key, which must stay there (not taken by the BLPOP, still blocked or
+      // replayed after a reconnect).
+      await H.redisBlocking(ti, `${key}:long`, (k) => redisOp('redis.blpop.long', () => s.client.blpop(k, 30)));
     }
   }
 }
@@ -1261,16 +1286,24 @@ const harnessServers = new Set([httpServer, echoServer, tlsServer]); // discount
 const leakNames = {}; // port -> name of a harness server, for the leak report
 const sabotagedBy = { n: 0 }; // what a module's sabotage destroyed (printed)
 const H = {
-  evy, http, op, check, count, rint, chance, pick, weighted, rand, killable, aw, Gen, ThreadInfo, LineConn, ot, foreignDelay, stats,
+  evy, http, fs, op, check, count, rint, chance, pick, weighted, rand, killable, aw, Gen, ThreadInfo, LineConn, ot, foreignDelay, stats,
   VERBOSE, SABOTAGE, SEED, PG, MYSQL, REDIS, CLIENT_TLS, CA, ECHO_PORT, TLS_PORT, MARK, childPids, portNames, leakNames, harnessServers,
   peerOpen, track, listenOn, pgTls, mysqlTls, madeClient, clientSend, injectKill, checkWait, body, classify, waitFor, sabotaged: sabotagedBy,
   onDoom: (hook) => doomHooks.push(hook),
+  isKillError: (e) => isKillError(e),
+  get KillError() {
+    return KillError;
+  },
 };
+const cancels = await setupCancel(H);
+Object.assign(H, { sql: cancels.sql, watchFallback: cancels.watchFallback, watchPgPool: cancels.watchPgPool, watchMysqlPool: cancels.watchMysqlPool, watchRedis: cancels.watchRedis, redisBlocking: cancels.redisBlocking });
 const priv = await setupPrivate(H);
+const requests = await setupRequests(H);
 
 // ---- scenarios and roles -----------------------------------------------------------------------------
 const SCENARIOS = [
   ...priv.scenarios,
+  ...requests.scenarios,
   ['http', httpScenario, 6],
   ['pg', pgScenario, 4],
   ['pgpool', pgPoolScenario, 2],
@@ -1401,7 +1434,8 @@ async function wave(w) {
       ['victim', 4],
       ['deadline', 2],
     ]);
-    const table = role === 'victim' ? [...SCENARIOS, ...VICTIM_ONLY] : role === 'deadline' ? [...SCENARIOS, ...DEADLINE_ONLY] : SCENARIOS;
+    const table = (role === 'victim' ? [...SCENARIOS, ...VICTIM_ONLY] : role === 'deadline' ? [...SCENARIOS, ...DEADLINE_ONLY] : SCENARIOS).filter(([n]) => ONLY === null || ONLY.includes(n));
+    if (table.length === 0) continue;
     let [name, fn] = weighted(table.map(([n, f, wt]) => [[n, f], wt]));
     // Victims also consume from the wave's queues (a killed getter must not swallow an item).
     if (name === 'event' && role === 'victim' && chance(0.6)) {
@@ -1508,7 +1542,7 @@ function replaceJammed(opKind) {
   } else if (opKind.startsWith('redis') && redisShared !== null) {
     const old = redisShared;
     redisShared = null;
-    jammed.push(() => old.client.disconnect());
+    jammed.push(() => ((old.closing = true), old.client.disconnect()));
   } else if (opKind.startsWith('pg.client') && pgShared !== null) {
     const old = pgShared;
     pgShared = null;
@@ -1553,6 +1587,7 @@ const isKillError = (e) => e instanceof GreenletExit || e instanceof KillError |
 function classifyOne(ti, f) {
   const c = classifyFailure(ti, f, isKillError);
   if (c.verdict === 'expected') stats.expected++;
+  else if (c.verdict === 'misdirected') count('misdirected', `#${ti.id} ${ti.scenario} (${ti.role}${ti.deadline ? `, ${ti.deadline}` : ''}): ${f.kind} failed with the server's cancel${c.why ? `: ${c.why}` : ''}${where(f.err)}`, f.err);
   else if (c.verdict === 'excused') {
     stats.excused++;
     if (ti.role !== 'survivor') stats.excusedNotClean++;
@@ -1820,6 +1855,8 @@ async function sabotage() {
     Promise.reject(new Error('sabotage: an unhandled rejection'));
   } else {
     await priv.sabotage(SABOTAGE);
+    await requests.sabotage(SABOTAGE);
+    await cancels.sabotage(SABOTAGE);
   }
 }
 
@@ -1851,13 +1888,16 @@ try {
 // ---- the end: close the harness's clients, settle and measure, then close its servers -------------------
 await sleep(0.2);
 const closing = []; // [what, promise that settles once it has ended]
-await priv.drain(); // the reaper judges the last killed threads' private connections (bounded)
+// The last killed threads' private connections and stopped requests are judged (bounded).
+await Promise.all([priv.drain(), requests.drain(), cancels.drain()]);
 closing.push(['private and lazily shared clients', priv.close()]);
+closing.push(['request threads app clients', requests.close()]);
+closing.push(['statement checker side connections', cancels.close()]);
 for (const slot of pgSlots) closing.push(['pg client', slot.ready.then((c) => c.end()).catch(() => {})]);
 if (pgPool) closing.push(['pg pool', pgPool.end().catch(() => {})]);
 for (const slot of mysqlSlots) closing.push(['mysql2 connection', slot.ready.then((c) => c.end()).catch(() => {})]);
 if (mysqlPool) closing.push(['mysql2 pool', mysqlPool.end().catch(() => {})]);
-if (redisShared) redisShared.client.disconnect();
+if (redisShared) (redisShared.closing = true), redisShared.client.disconnect();
 lineShared?.sock.destroy();
 for (const g of allGreenLines) {
   g.file?.close().catch(() => {});
@@ -2011,7 +2051,7 @@ function printSummary(heapNow) {
   console.log(`chaos: shared clients made: ${Object.keys(made).sort().map((k) => `${k}=${made[k]}`).join(', ') || 'none'} (${madeAfterKill} by a thread after its own kill)`);
   if (SABOTAGE === 'kill-shared') console.log(`chaos: sabotage kill-shared destroyed ${sabotaged} shared line connections at a kill`);
   if (SABOTAGE === 'orphan-shared') console.log(`chaos: sabotage orphan-shared closed ${sabotagedBy.n} idle lazily shared clients at their creator's kill`);
-  for (const line of priv.summary()) console.log(line);
+  for (const line of [...priv.summary(), ...requests.summary(), ...cancels.summary()]) console.log(line);
   console.log(`chaos: ${stats.waves} waves, ${stats.threads} threads, ${stats.ops} operations (${stats.opsFailed} failed: ${stats.expected} expected, ${stats.excused} excused by a legitimate kill, ${stats.excusedNotClean} of them a victim's or deadline thread's before its own kill or deadline), ${stats.injections} injections (${fired} deadlines fired), ${s.toFixed(1)} s`);
   const total = COUNTERS.reduce((a, c) => a + counts[c], 0);
   console.log(`chaos: summary seed=${SEED} injections=${stats.injections} ops=${stats.ops} ${COUNTERS.map((c) => `${c}=${counts[c]}`).join(' ')} seconds=${s.toFixed(1)} result=${total === 0 ? 'PASS' : 'FAIL'}`);

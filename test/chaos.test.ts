@@ -26,16 +26,24 @@ import {
   type RedisServer,
 } from './helpers/servers.js';
 
-const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering'] as const;
+const COUNTERS = ['collateral', 'integrity', 'unsettled', 'leaked', 'orphans', 'unhandled', 'wrongerror', 'lingering', 'misdirected', 'fallback'] as const;
 // Every --sabotage mode and the one counter it must move: one per counter, plus kill-shared (a kill destroys a
 // connection another thread's request is outstanding on: what evy did without its shared-connection rule),
 // orphan-ref (a killed thread's private idle connection still ref'd: what evy did before it orphaned them) and
-// orphan-shared (the kill of a lazily shared client's creator closes it while it sits idle).
+// orphan-shared (the kill of a lazily shared client's creator closes it while it sits idle) and request-unowned
+// (the app server's requests run in no thread: a client's abort stops none of their work), cancel-skip (a
+// statement issued inside unowned(): its thread's kill cancels nothing), unblock-skip (the same for an ioredis
+// BLPOP: it takes the item pushed after the kill) and pool-twice (a pool lends one client to two borrowers at
+// once).
 const SABOTAGES: [string, (typeof COUNTERS)[number]][] = [
   ...COUNTERS.map((c) => [c, c] as [string, (typeof COUNTERS)[number]]),
   ['kill-shared', 'collateral'],
   ['orphan-ref', 'lingering'],
   ['orphan-shared', 'collateral'],
+  ['request-unowned', 'lingering'],
+  ['cancel-skip', 'lingering'],
+  ['unblock-skip', 'lingering'],
+  ['pool-twice', 'integrity'],
 ];
 const pgA = postgresAvailability();
 const redisA = redisAvailability();
@@ -115,6 +123,18 @@ describe('chaos classification rule (chaos/classify.mjs)', () => {
     expect(await verdict({}, { at: 12, gen, note: { queued: true, sentAt: 11 }, err: kill })).toBe('collateral');
     // A victim's failure before its own kill may still be excused by another thread's doom.
     expect(await verdict({ killedAt: 20 }, { at: 12, gen })).toBe('excused');
+  });
+
+  it("a failure nothing explains is misdirected when the server cancelled the command, collateral otherwise", async () => {
+    const cancelled = Object.assign(new Error('canceling statement due to user request'), { code: '57014' });
+    const interrupted = Object.assign(new Error('Query execution was interrupted'), { code: 'ER_QUERY_INTERRUPTED', errno: 1317 });
+    const unblocked = new Error('UNBLOCKED client unblocked via CLIENT UNBLOCK');
+    for (const err of [cancelled, interrupted, unblocked]) {
+      expect(await verdict({}, { at: 8, err })).toBe('misdirected');
+      expect(await verdict({ killedAt: 10 }, { at: 8, err })).toBe('misdirected'); // before its own kill
+      expect(await verdict({ killedAt: 10 }, { at: 12, err })).toBe('expected'); // its own kill's cancel
+    }
+    expect(await verdict({}, { at: 8, err: Object.assign(new Error('x'), { code: '57P01' }) })).toBe('collateral');
   });
 });
 
@@ -214,6 +234,15 @@ describe.skipIf(skip)(title, () => {
     expect(out('lingering')).toMatch(/private net connection of a killed thread \(parked at the kill\) still open on the server/);
     expect(out('orphan-ref')).toMatch(/private net connection \(parked when its thread was killed\) still keeps the process alive/);
     expect(out('orphan-shared')).toMatch(/lazy pg\.Client.* \(created by #\d+ victim\)/);
+    // The aborted request's timer fires, its upstream request stays open, its thread is not killed.
+    expect(out('request-unowned')).toMatch(/its timer fired \d+ ms after the request was aborted by its client/);
+    expect(out('request-unowned')).toMatch(/still there: its request thread \(not killed\), its upstream request/);
+    // Server-side cancel: each new check names what it saw.
+    expect(out('misdirected')).toMatch(/\(survivor\): cancel\.pg\.query failed with the server's cancel.*canceling statement due to user request/s);
+    expect(out('fallback')).toMatch(/connection was destroyed by a kill .* where evy cancels the statement/);
+    expect(out('cancel-skip')).toMatch(/its sleep statement \(pg, chaos-op:[\d-]+\) still runs on the server/);
+    expect(out('unblock-skip')).toMatch(/an item pushed on the key of its BLPOP [\d.]+ s after its kill was taken/);
+    expect(out('pool-twice')).toMatch(/a client lent twice at once/);
   }, 240_000);
 });
 
