@@ -5,36 +5,14 @@
 // same connection. Real PostgreSQL, real processes under `node --import evy/register`.
 import { cpSync } from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
+import { runNode } from './helpers/run.js';
 import { REPO, removeSnapshot, snapshotPackage } from './helpers/snapshot.js';
 
 const avail = postgresAvailability();
 const { skip, title } = plan(avail, 'pg vendored and bundled: a kill of the thread in flight spares the query queued behind it');
-
-function run(root: string, file: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string; report: any }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'evy/register', file], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      let report: any = null;
-      try {
-        report = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        /* the assertions show stdout and stderr */
-      }
-      resolve({ code, stdout, stderr, report });
-    });
-  });
-}
 
 describe.skipIf(skip)(title, () => {
   let server: PgServer;
@@ -69,7 +47,7 @@ describe.skipIf(skip)(title, () => {
     ['bundled by esbuild (no finder sees it: its connection is known by its first bytes)', 'out/bundled.cjs', false],
   ] as const) {
     it(how, async () => {
-      const r = await run(root!, path.join(dir, file), server.env);
+      const r = await runNode(['--import', 'evy/register', path.join(dir, file)], { cwd: root!, env: server.env });
       expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
       expect(r.report.watched).toBe(watched);
       expect(r.report.aError).toBe('GreenletExit');

@@ -5,35 +5,13 @@
 // thread's withTimeout throws Timeout, the statement leaves the server, its span ends in error.
 // Real PostgreSQL, real processes.
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plan, postgresAvailability, requireServer, startPostgres, type PgServer } from './helpers/servers.js';
+import { runNode } from './helpers/run.js';
 import { removeSnapshot, snapshotPackage } from './helpers/snapshot.js';
 
 const avail = postgresAvailability();
 const { skip, title } = plan(avail, 'OpenTelemetry http and pg instrumentations beside evy/register');
-
-function run(root: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string; report: any }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: path.join(root, 'fixtures', 'otel'), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      let report: any = null;
-      try {
-        report = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        /* the assertions show stdout and stderr */
-      }
-      resolve({ code, stdout, stderr, report });
-    });
-  });
-}
 
 describe.skipIf(skip)(title, () => {
   let server: PgServer;
@@ -57,7 +35,7 @@ describe.skipIf(skip)(title, () => {
     ['ESM, OpenTelemetry first', ['--import', './setup.mjs', '--import', 'evy/register', 'app.mjs'], false],
   ] as const) {
     it(name, async () => {
-      const r = await run(root!, [...args], server.env);
+      const r = await runNode([...args], { cwd: path.join(root!, 'fixtures', 'otel'), env: server.env });
       expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
       const rep = r.report;
       expect(rep.otelAfterEvy).toBe(evyFirst);

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runNode, type RunResult } from './run.js';
 import { removeSnapshot, snapshotPackage } from './snapshot.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -490,15 +491,7 @@ export async function startMariadb(): Promise<MariadbServer> {
 
 // ---- fixtures under the register hook ---------------------------------------------------------------
 
-export interface FixtureResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** The last line of stdout parsed as JSON (the fixture's report), or null. */
-  report: any;
-  ms: number;
-}
+export type FixtureResult = RunResult;
 
 /**
  * Runs `fixtures/real/<name>` as `node --import evy/register <file>` (the way an app runs under evy) with
@@ -508,31 +501,7 @@ export interface FixtureResult {
 export async function runFixture(name: string, env: Record<string, string>, timeoutMs = 30_000, nodeArgs: string[] = [], args: string[] = []): Promise<FixtureResult> {
   const root = await snapshot();
   const file = path.join(root, 'fixtures', 'real', name);
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'evy/register', ...nodeArgs, file, ...args], {
-      cwd: root,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      const last = stdout.trim().split('\n').pop() ?? '';
-      let report: any = null;
-      try {
-        report = JSON.parse(last);
-      } catch {
-        /* not a report: the assertions show stdout/stderr */
-      }
-      resolve({ code, signal, stdout, stderr, report, ms: performance.now() - t0 });
-    });
-  });
+  return runNode(['--import', 'evy/register', ...nodeArgs, file, ...args], { cwd: root, env, timeoutMs });
 }
 
 let snapshotDir: string | null = null;
