@@ -121,18 +121,21 @@ export function postgresAvailability(): Availability {
   return { ok: true, reason: '' };
 }
 
-export interface PgServer {
+/** A database server a test started (PostgreSQL or MariaDB). */
+interface DbServer {
   host: string;
   port: number;
   user: string;
   database: string;
-  /** Connection settings for `new pg.Client(...)`. */
+  /** Connection settings for the client: `new pg.Client(...)`, `mysql.createConnection(...)` (mysql2). */
   config: { host: string; port: number; user: string; database: string; password: string };
-  /** The same as environment variables, for fixtures. */
+  /** The same as environment variables, for fixtures: PGHOST, PGPORT, ...; MYSQL_HOST, MYSQL_PORT, ... */
   env: Record<string, string>;
   logFile: string;
   stop(): Promise<void>;
 }
+
+export type PgServer = DbServer;
 
 /** Runs a PostgreSQL binary as the postgres user when we are root (the server refuses to run as root). */
 function pgCommand(bin: string, args: string[]): [string, string[]] {
@@ -358,18 +361,7 @@ export function mariadbAvailability(): Availability {
   return { ok: true, reason: '' };
 }
 
-export interface MariadbServer {
-  host: string;
-  port: number;
-  user: string;
-  database: string;
-  /** Connection settings for `mysql.createConnection(...)` (mysql2). */
-  config: { host: string; port: number; user: string; database: string; password: string };
-  /** The same as environment variables (MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD, MYSQL_DATABASE), for fixtures. */
-  env: Record<string, string>;
-  logFile: string;
-  stop(): Promise<void>;
-}
+export type MariadbServer = DbServer;
 
 // Small buffers, a small redo log, no binlog, no performance schema: a throwaway server that starts in a
 // fraction of a second. The same InnoDB sizes at install time, else the first start resizes the redo log.
