@@ -280,6 +280,21 @@ describe('node --require ./register.cjs', () => {
     });
   });
 
+  // The client finder tests the shape of every CommonJS file's exports. Node's test/common exports a Proxy that
+  // throws on an unknown name: every test of Node's own suite died at its first require under the hook.
+  it("loading a module reads none of its exports' accessors and no Proxy's (the client finder's shape test)", async () => {
+    const [plain, imported, required] = await Promise.all([
+      node(['strict-exports.cjs']),
+      node([...IMPORT, 'strict-exports.cjs']),
+      node([...REQUIRE, 'strict-exports.cjs']),
+    ]);
+    expect(json(plain)).toEqual({ answer: 42, reads: [] });
+    for (const r of [imported, required]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(json(r)).toEqual({ answer: 42, reads: [] });
+    }
+  });
+
   it('a second registration is a no-op with a warning', async () => {
     const r = await node([...REQUIRE, ...IMPORT_BY_NAME, 'cjs-kill.cjs']);
     expect(r.stderr).toContain('EVY_REGISTER_TWICE');

@@ -19,15 +19,29 @@
 //     (commands.asCaller), and work a pool does for a queued caller as that caller (commands.runFor);
 //   - implement socketOf/state/dequeue/drop, and cancel (send + hold) when the server can cancel.
 import type { Socket } from 'node:net';
+import { builtin } from '../state.js';
+
+const { types } = builtin<typeof import('node:util')>('util');
 
 /** Replaces `obj[key]`, remembering the original so that `undo()` of the last net patch restores it. */
 export type Put = (obj: any, key: string, value: unknown) => void;
 
+/**
+ * `obj[key]` when it is an own data property, else undefined. The shape tests run on whatever every CommonJS
+ * file exports, so they read no accessor (a lazy getter may load or throw) and no Proxy (Node's own
+ * test/common throws on a name it does not know).
+ */
+export function ownValue(obj: unknown, key: string): unknown {
+  if (obj === null || (typeof obj !== 'object' && typeof obj !== 'function') || types.isProxy(obj)) return undefined;
+  return Object.getOwnPropertyDescriptor(obj, key)?.value;
+}
+
 /** Has the prototype of `cls` all of `methods` as its own functions? (ClientModule.looksLike) */
 export function hasMethods(cls: unknown, methods: readonly string[]): boolean {
-  const P = typeof cls === 'function' ? (cls as { prototype?: unknown }).prototype : undefined;
+  if (typeof cls !== 'function') return false;
+  const P = ownValue(cls, 'prototype');
   if (P == null || typeof P !== 'object') return false;
-  for (const m of methods) if (!Object.hasOwn(P, m) || typeof (P as Record<string, unknown>)[m] !== 'function') return false;
+  for (const m of methods) if (typeof ownValue(P, m) !== 'function') return false;
   return true;
 }
 

@@ -16,7 +16,7 @@ import { disown, own, owningThread } from '../../ownership.js';
 import { orphanSocket } from '../../net/orphan.js';
 import { rt } from '../../runtime.js';
 import { kNever } from '../state.js';
-import { hasMethods, type ClientAdapter, type CommandState, type Put } from './adapter.js';
+import { hasMethods, ownValue, type ClientAdapter, type CommandState, type Put } from './adapter.js';
 import { blockerAnswered, blockerKilled, heldKilled, isBlocking, isHeld, kClass, kKilled, sendWatched, watching, type Cmd, type RedisClient } from './ioredis-unblock.js';
 
 /** The thread that sent the command (null: main or a callback), set the first time evy sees it. */
@@ -272,12 +272,12 @@ export const ioredisAdapter: ClientAdapter<IoClient, Cmd> = {
   modules: [
     {
       file: /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]Redis\.js$/,
-      looksLike: (e) => hasMethods((e as { default?: unknown } | null)?.default, ['sendCommand', 'flushQueue', 'resetOfflineQueue', 'handleReconnection']),
+      looksLike: (e) => hasMethods(ownValue(e, 'default'), ['sendCommand', 'flushQueue', 'resetOfflineQueue', 'handleReconnection']),
       patch: patchRedis,
     },
     {
       file: /[\\/]node_modules[\\/]ioredis[\\/]built[\\/]Pipeline\.js$/,
-      looksLike: (e) => hasMethods((e as { default?: unknown } | null)?.default, ['fillResult', 'sendCommand', 'addBatch']),
+      looksLike: (e) => hasMethods(ownValue(e, 'default'), ['fillResult', 'sendCommand', 'addBatch']),
       patch: patchPipeline,
     },
   ],
