@@ -348,6 +348,12 @@ export class GreenThread<T = unknown> {
   /** @internal Records the outcome and tells everyone waiting. */
   _settle(value: unknown, failed: boolean): void {
     unlinkLive(this);
+    if (this._flags & EXTERNAL && this._args !== null) {
+      // A request thread's name is copied out of its request: what the handler left in the thread's context
+      // (a timer, a pending promise) must not keep the request, and its socket, alive once it has ended.
+      const r = this._args as unknown as { method?: string; url?: string };
+      this._args = { method: r.method, url: r.url } as unknown as unknown[];
+    }
     this._flags |= failed ? STARTED | SETTLED | FAILED : STARTED | SETTLED;
     this._result = value;
     const x = this._x;

@@ -7,10 +7,10 @@
 // framework on them reach (_http_server calls server.emit('request', req, res)); nothing else is loaded for it.
 import type { GreenThread } from '../greenthread.js';
 import { startedThread } from '../greenthread.js';
-import { GreenletExit } from '../errors.js';
 import { rt } from '../runtime.js';
 import { absorb, builtin, debug, kNever } from '../patching/state.js';
 import { armDeadline, deadlineOf } from './deadline.js';
+import { requestExit } from './stop.js';
 import { SiteMap } from './waiting.js';
 import { hs, kKnown, kStart, kThread, kTimer, type HttpServer, type Res } from './state.js';
 
@@ -134,5 +134,5 @@ function onResClose(this: Res): void {
   }
   // Closed before the app ended it: nobody is waiting for this response any more.
   absorb(this);
-  void t.kill(new GreenletExit(`${t.name}: the client closed the connection`));
+  void t.kill(requestExit(t, 'the client closed the connection'));
 }

@@ -1,6 +1,7 @@
 // Stopping a request evy gave up on (its deadline, the end of a shutdown drain): a response not started is
 // answered 503 first, so that the error the kill makes the handler see cannot turn into the app's 500; a
 // response already streaming is cut. Then the thread is killed, and one line says what it was waiting on.
+import type { GreenThread } from '../greenthread.js';
 import { GreenletExit } from '../errors.js';
 import { absorb } from '../patching/state.js';
 import { kStart, kThread, type Res } from './state.js';
@@ -14,7 +15,7 @@ export function stopRequest(res: Res, why: string): void {
   const start: number | undefined = res[kStart];
   const elapsed = start === undefined ? '' : `, after ${fmtSeconds(Math.round(performance.now() - start))},`;
   const line = `evy: ${t.name} ${why}${elapsed} while waiting on: ${waitingOn(t)}\n`;
-  const err = new GreenletExit(`${t.name}: ${why}`);
+  const err = requestExit(t, why);
   // Whatever the killed handler still does with the response (a write after the end, its own error page)
   // must not crash the process.
   absorb(res);
@@ -26,6 +27,17 @@ export function stopRequest(res: Res, why: string): void {
     void t.kill(err);
     res.socket?.destroy(); // streaming: cut
   }
+}
+
+/**
+ * The kill error of a request thread, its stack read at once: until it is read, V8 keeps the receivers of its
+ * frames (the response, and through it the request and its socket) alive with the error, which the thread
+ * keeps after the request is over.
+ */
+export function requestExit(t: GreenThread, why: string): GreenletExit {
+  const err = new GreenletExit(`${t.name}: ${why}`);
+  void err.stack;
+  return err;
 }
 
 function answer503(res: Res): void {
