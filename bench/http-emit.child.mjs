@@ -2,14 +2,22 @@
 // loop with an IncomingMessage and a ServerResponse on an unconnected socket (no I/O), answered synchronously;
 // argv[2] `evy` turns request threads on (monkeyPatch({ http: true })). Prints CPU µs per request, then the heap
 // bytes per request held in flight (a handler that never answers; run with --expose-gc).
+// Each emit starts in the async context a server's own emit starts in: Node calls 'request' from a native
+// callback of the socket, which enters the socket's context (here, as there, the one where the server was
+// made: no store) and leaves it afterwards. An AsyncResource made at the top does the same for both runs.
 import http from 'node:http';
 import net from 'node:net';
+import { AsyncResource } from 'node:async_hooks';
 
 const evy = await import(process.argv[3]);
 if (process.argv[2] === 'evy') evy.monkeyPatch({ http: true });
 const server = http.createServer((req, res) => res.end('hello world'));
 const sock = new net.Socket();
+const socketContext = new AsyncResource('bench.socket');
 function once() {
+  socketContext.runInAsyncScope(emitOne);
+}
+function emitOne() {
   const req = new http.IncomingMessage(sock);
   req.method = 'GET';
   req.url = '/';

@@ -94,7 +94,8 @@ const rps = new Map(CONFIGS.map((c) => [c.name, []]));
 const cpu = new Map(CONFIGS.map((c) => [c.name, []]));
 console.log(`Requests per second, hello world, keep-alive, wrk -c${CONNS} for ${SECONDS} s (${REPEATS} rounds, interleaved), ${serverVersion}, ${hasTaskset ? 'server on CPU 0, wrk on CPU 1' : 'not pinned'}, load average ${loadavg()[0].toFixed(1)}`);
 for (let r = 0; r < REPEATS; r++) {
-  for (const c of CONFIGS) {
+  // Every other round in reverse order: a load that drifts during a round weighs on both ends alike.
+  for (const c of r % 2 === 0 ? CONFIGS : [...CONFIGS].reverse()) {
     const s = await startServer(c);
     wrk(s.port, 1, s.proc.pid); // warm-up
     const r = wrk(s.port, SECONDS, s.proc.pid);
@@ -103,6 +104,7 @@ for (let r = 0; r < REPEATS; r++) {
     await stop(s);
   }
 }
+console.log(`(load average at the end of the rounds: ${loadavg()[0].toFixed(1)})`);
 const f = (n) => Math.round(n).toLocaleString('en-US');
 // The ratio uses rounds, not pooled figures: round r of evy against round r of its baseline (adjacent in time).
 const ratios = (evy, base) => rps.get(evy).map((v, i) => v / rps.get(base)[i]);

@@ -541,6 +541,14 @@ export function startedThread(request: { method?: string; url?: string } | null 
   return t;
 }
 
+/**
+ * @internal A startedThread that has ended (not merely detached by a kill): its context reads as no thread's,
+ * as an absent store does (see http/request-thread.ts).
+ */
+export function endedExternal(t: GreenThread): boolean {
+  return (t._flags & (EXTERNAL | FINISHED_BIT)) === (EXTERNAL | FINISHED_BIT);
+}
+
 /** @internal A thread that already finished with this outcome (a pool's inline run). */
 export function finishedThread<T>(value: unknown, failed: boolean): GreenThread<T> {
   const t = GreenThread._make<T>(null, null);

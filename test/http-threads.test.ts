@@ -9,7 +9,7 @@ import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { getcurrent, isMonkeyPatched, monkeyPatch, requestDeadline, type GreenThread } from '../src/index.js';
+import { getcurrent, isMonkeyPatched, monkeyPatch, requestDeadline, spawn, type GreenThread } from '../src/index.js';
 
 let handles: { undo(): void }[] = [];
 const servers: http.Server[] = [];
@@ -87,6 +87,51 @@ describe('request threads (the http patch key)', () => {
     expect(seen).toEqual(['1:GET /orders/42', '2:true', 'after emit']);
     expect(first!.dead).toBe(true); // answered synchronously: the thread ended with the emit
     expect(getcurrent().name).toBe('MainThread');
+  });
+
+  it("after the emit the caller's code is its own again: main's, a thread's, also while the request's thread still runs", async () => {
+    patch({ http: true, timers: true });
+    const main = getcurrent();
+    const server = http.createServer();
+    const held: GreenThread[] = [];
+    server.on('request', (req, res) => {
+      if (req.url === '/hold') held.push(getcurrent());
+      else res.end();
+    });
+    const emitRequest = (url: string): void => {
+      const req = new http.IncomingMessage(new net.Socket());
+      req.method = 'GET';
+      req.url = url;
+      server.emit('request', req, new http.ServerResponse(req));
+    };
+    // Answered within the emit, one after another (each emit finds the previous request's ended thread).
+    for (let i = 0; i < 3; i++) {
+      emitRequest('/');
+      expect(getcurrent()).toBe(main);
+    }
+    // A request still running: what the caller makes after the emit is not that request's.
+    emitRequest('/hold');
+    expect(getcurrent()).toBe(main);
+    let fired = false;
+    setTimeout(() => (fired = true), 30);
+    await held[0]!.kill();
+    await until(() => fired);
+    // Emitted from a thread's code: the rest of that code is still the thread's, its timer killed with it.
+    let inThread: GreenThread | null = null;
+    let threadTimerFired = false;
+    const t = spawn(async () => {
+      emitRequest('/');
+      emitRequest('/hold');
+      inThread = getcurrent();
+      setTimeout(() => (threadTimerFired = true), 30);
+      await sleepMs(5000);
+    });
+    await until(() => inThread !== null);
+    expect(inThread).toBe(t);
+    await t.kill();
+    await held[1]!.kill();
+    await sleepMs(60);
+    expect(threadTimerFired).toBe(false);
   });
 
   it('without the key (or after undo) the listeners run as before, in the calling thread', () => {

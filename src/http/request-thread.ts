@@ -6,7 +6,7 @@
 // The hook is net.Server.prototype.emit: the one layer http.Server, https.Server (a tls.Server) and every
 // framework on them reach (_http_server calls server.emit('request', req, res)); nothing else is loaded for it.
 import type { GreenThread } from '../greenthread.js';
-import { startedThread } from '../greenthread.js';
+import { endedExternal, startedThread } from '../greenthread.js';
 import { rt } from '../runtime.js';
 import { absorb, builtin, debug, kNever } from '../patching/state.js';
 import { armDeadline, deadlineOf } from './deadline.js';
@@ -26,14 +26,16 @@ const kCapture: symbol | undefined = (() => {
 export function installRequestThreads(): void {
   hs.on = true;
   if (hs.uninstall !== null) return;
+  framesAls = probeFrames();
   const VP = builtin<typeof import('node:net')>('net').Server.prototype as any;
   const wasOwn = Object.prototype.hasOwnProperty.call(VP, 'emit');
   const emit = VP.emit as Emit;
   const hooked = function emit_(this: HttpServer, type: string | symbol, a?: any, b?: any): boolean {
     if (type === 'request' || type === 'checkContinue' || type === 'checkExpectation') {
       // A checkContinue listener that emits 'request' itself for the same response stays in that thread.
+      // (Node emits these with exactly (req, res): runRequest takes them as arguments, no arguments object.)
       if (hs.on && b != null && b[kThread] === undefined && typeof b.assignSocket === 'function' && this[kNever] !== true) {
-        return runRequest(this, emit, arguments, a, b);
+        return runRequest(this, emit, type, a, b);
       }
     } else if (type === 'listening') {
       if (typeof this.closeIdleConnections === 'function') know(this);
@@ -67,7 +69,7 @@ function know(srv: HttpServer): void {
   hs.servers.add(srv);
 }
 
-function runRequest(server: HttpServer, emit: Emit, args: IArguments, req: any, res: Res): boolean {
+function runRequest(server: HttpServer, emit: Emit, type: string, req: any, res: Res): boolean {
   const t = startedThread(req);
   res[kThread] = t;
   if (server[kKnown] !== true) know(server);
@@ -75,27 +77,67 @@ function runRequest(server: HttpServer, emit: Emit, args: IArguments, req: any, 
   const deadline = deadlineOf(server);
   // With a deadline, where each owned handle was made is kept for the line a deadline kill prints.
   if (deadline > 0) t._owned = new SiteMap();
-  try {
-    return rt.als!.run(t, callListeners, server, emit, args);
-  } finally {
-    if (res.writableEnded) {
-      t._finish(undefined, false); // answered synchronously: nothing is left to kill
-    } else if (!t.dead) {
-      res[kStart] = performance.now(); // (the listeners ran synchronously: within microseconds of the start)
-      hs.inflight.add(res);
-      res.on('close', onResClose);
-      if (deadline > 0) armDeadline(res, deadline);
+  const als = rt.als!;
+  if (!framesAls) {
+    // Node 20 (and 22 without --experimental-async-context-frame): run() sets and restores a field of the
+    // running async resource, nothing more.
+    try {
+      return als.run(t, callListeners, server, emit, type, req, res);
+    } finally {
+      afterListeners(t, res, deadline);
     }
+  }
+  // Node 24+: the store lives in a context frame (a Map), and run() makes two of them per call: the
+  // thread's, and a copy of it to restore the caller's store, which costs more than the first (a Map
+  // subclass copied through the generic iterator path). Here the thread's frame is entered, and the
+  // caller's store is put back only when it matters. A thread that ended within the emit (answered
+  // synchronously, the common case) may leave its frame to the rest of the caller's synchronous code, where
+  // it reads as no thread (current() is main for an ended thread, as in the callbacks of any thread that
+  // ended): so it stays when what it replaces read as no thread either, no store (Node's own callback of the
+  // socket) or another ended request thread (pipelined requests, or emits in a loop). Anything else (a
+  // thread's or unowned() store, a callback of a socket evy connected) is restored, as run() would.
+  const prior = als.getStore();
+  als.enterWith(t);
+  try {
+    return callListeners(server, emit, type, req, res);
+  } finally {
+    afterListeners(t, res, deadline);
+    if (!t._finished || (prior !== undefined && !endedExternal(prior))) als.enterWith(prior!);
   }
 }
 
+function afterListeners(t: GreenThread, res: Res, deadline: number): void {
+  if (res.writableEnded) {
+    t._finish(undefined, false); // answered synchronously: nothing is left to kill
+  } else if (!t.dead) {
+    res[kStart] = performance.now(); // (the listeners ran synchronously: within microseconds of the start)
+    hs.inflight.add(res);
+    res.on('close', onResClose);
+    if (deadline > 0) armDeadline(res, deadline);
+  }
+}
+
+/**
+ * Does this Node keep AsyncLocalStorage stores in context frames (Node 24+: AsyncContextFrame)? There a
+ * resource captures the frame current when it is made, so a store entered inside its scope is gone at the
+ * next entry; with the async_hooks implementation (Node 20) the store is set on the resource itself.
+ */
+let framesAls = false;
+
+function probeFrames(): boolean {
+  const { AsyncLocalStorage, AsyncResource } = builtin<typeof import('node:async_hooks')>('async_hooks');
+  const probe = new AsyncLocalStorage<number>();
+  const r = new AsyncResource('evy.probe');
+  r.runInAsyncScope(() => probe.enterWith(1));
+  const seen = r.runInAsyncScope(() => probe.getStore());
+  probe.disable();
+  return seen === undefined;
+}
+
 /** Calls the listeners as EventEmitter#emit does, keeping what they return (an async handler's promise). */
-function callListeners(server: HttpServer, emit: Emit, args: IArguments): boolean {
-  const type = args[0] as string;
+function callListeners(server: HttpServer, emit: Emit, type: string, req: any, res: Res): boolean {
   const handler = (server as any)._events?.[type];
-  if (handler === undefined || (kCapture !== undefined && server[kCapture] === true)) return emit.apply(server, args as unknown as [string]);
-  const req = args[1];
-  const res = args[2];
+  if (handler === undefined || (kCapture !== undefined && server[kCapture] === true)) return emit.call(server, type, req, res);
   if (typeof handler === 'function') {
     watch(handler.call(server, req, res));
   } else {

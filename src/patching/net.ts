@@ -502,7 +502,9 @@ export function installNetHooks(): void {
     // Only a socket that can still receive is waited on after a write: no reply comes on a write-only
     // one (a child's stdin, a piped stdout) or one whose peer has ended, so a write there owns nothing.
     // A shared worker process's stdin must not die with the last thread that wrote a job to it.
-    if (rt.als !== null && this.readable && this[kShared] !== true && trackedSocket(this)) {
+    // A socket carrying an http message is owned through its request (ownedElsewhere): tested first, it
+    // is the one check a server's response writes pay.
+    if (rt.als !== null && this._httpMessage == null && this.readable && this[kShared] !== true && trackedSocket(this)) {
       // An http socket its request let go of (an 'upgrade', a CONNECT tunnel): a thread's own code writing
       // on it now (a WebSocket's send) makes requests on a plain socket, under the socket rules.
       if (this[kHttp] === true && this._httpMessage == null && owningThread() !== null) this[kHttp] = false;
