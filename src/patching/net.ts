@@ -157,7 +157,20 @@ function soloKilled(s: AnySock): boolean {
 function orphanIdle(s: AnySock): void {
   if (s.destroyed || s[kAbandoned] !== undefined || (s[kUsers]?.length ?? 0) > 0) return;
   if (s[kUpgraded] !== undefined || s[kGreenSocket] !== undefined || s[kShared] === true || s[kNever] === true) return;
+  // A watched client's kill leaves its socket without users while the killed statement is being cancelled:
+  // the reply still to come (and anything queued behind it) must keep the process alive. Orphaned once idle.
+  if (clientBusy(s)) return;
   orphanSocket(s);
+}
+
+function clientBusy(s: AnySock): boolean {
+  const adapter: ClientAdapter | undefined = s[kAdapter];
+  return adapter?.busy !== undefined && s[kClient] != null && adapter.busy(s[kClient]);
+}
+
+/** A watched client's connection went idle (a reply, the end of a cancel): as at the kill of its only user. */
+function clientIdle(s: AnySock): void {
+  if (soloKilled(s) && (s[kUsers]?.length ?? 0) === 0) orphanIdle(s);
 }
 
 /**
@@ -527,7 +540,12 @@ export function installNetHooks(): void {
     if (this[kQuiet] !== undefined) stirred(this, false);
     if (this[kFirst] !== true && chunk != null) firstBytes(this, chunk, true);
     const users: GreenThread[] | undefined = this[kUsers];
-    if (users === undefined || users.length === 0 || this[kInReply] === true) return push.call(this, chunk, encoding);
+    if (this[kInReply] === true) return push.call(this, chunk, encoding);
+    if (users === undefined || users.length === 0) {
+      const r = push.call(this, chunk, encoding);
+      if (this[kClientQueue] === true) clientIdle(this); // a reply the killed owner's cancel waited for
+      return r;
+    }
     this[kAnswered] = users[0]; // one user: a second one makes the socket shared
     releaseSocket(this);
     this[kInReply] = true;
@@ -536,7 +554,7 @@ export function installNetHooks(): void {
     } finally {
       this[kInReply] = this[kAnswered] = undefined;
       // Idle now, and its only user was killed (a reply that a cancel let through): as at the kill.
-      if (soloKilled(this) && (this[kUsers]?.length ?? 0) === 0) orphanIdle(this);
+      clientIdle(this);
     }
   });
 
@@ -577,6 +595,7 @@ export function installNetHooks(): void {
     queued: queuedBehind as (s: unknown) => void,
     watched: watchedQueue as (s: unknown, client: object, adapter: ClientAdapter) => void,
     ready: clientReady as (s: unknown) => void,
+    idle: (s) => s != null && typeof s === 'object' && clientIdle(s as AnySock),
     destroy: (s, err, force) => s != null && typeof s === 'object' && destroyNow(s as AnySock, err, force),
     tlsAhead() {
       if (tlsDone) return;

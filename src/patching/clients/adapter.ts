@@ -69,6 +69,8 @@ export interface ClientHooks {
    * when the client calls it (it loads `tls` itself only at that moment, too late for the hook).
    */
   tlsAhead(): void;
+  /** The cancel that held `socket` is over and the connection released: it may be idle now. */
+  idle(socket: unknown): void;
 }
 
 /**
@@ -144,6 +146,12 @@ export interface ClientAdapter<Client extends object = any, Command extends obje
   socketOf(client: Client): Socket | null;
   /** Where `cmd` stands on `client`. */
   state(client: Client, cmd: Command): CommandState;
+  /**
+   * Has `client` a command running or queued (a killed one being cancelled, a hold, anyone's)? Its connection is
+   * then in use, whoever the socket's last user was: a killed thread's private connection is orphaned only once
+   * this is false (patching/net.ts). Without it, a connection counts as idle when no thread awaits a reply on it.
+   */
+  busy?(client: Client): boolean;
   /**
    * Takes a `'queued'` command out of the client's queue; whoever awaits it gets `err`. It is never written:
    * a client that keeps commands offline while it (re)connects (ioredis) must not send it when it flushes them.

@@ -162,6 +162,7 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     if (st.over || !st.replied || st.aborts.size > 0 || !(st.landed || st.notSent)) return;
     end();
     st.release();
+    hooks.idle(sock);
   };
   // The connection died meanwhile: nothing left to hold.
   const onClose = (): void => {

@@ -305,6 +305,7 @@ export const mysql2Adapter: ClientAdapter<Mysql2Connection, Mysql2Command> = {
   ],
 
   socketOf: (c) => c.stream ?? null,
+  busy: (c) => c._command != null || (c._commands?.length ?? 0) > 0,
 
   state(c, cmd): CommandState {
     if (c._command === cmd) return 'running';

@@ -273,6 +273,7 @@ export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
   ],
 
   socketOf: (c) => c.connection?.stream ?? null,
+  busy: (c) => c._activeQuery != null || (queueOf(c)?.length ?? 0) > 0 || (c._sentQueryQueue?.length ?? 0) > 0,
 
   state(c, cmd): CommandState {
     if (queueOf(c)?.includes(cmd)) return 'queued';
