@@ -230,7 +230,11 @@ describe('evy/green/child_process', () => {
     });
     await sleep(0.05);
     await k.kill();
-    await expect(pending!).rejects.toMatchObject({ signal: 'SIGTERM' });
+    // SIGTERM; or SIGKILL when the shell was still between fork and exec at the kill (signals blocked there:
+    // child-tree.ts kills such a process outright), which a loaded machine makes likely 50 ms after the start.
+    const e = (await pending!.then(() => null, (x: unknown) => x)) as { signal?: string } | null;
+    expect(e).not.toBeNull();
+    expect(['SIGTERM', 'SIGKILL']).toContain(e!.signal);
   });
 
   it('communicate() after the output was already read to the end still returns', async () => {

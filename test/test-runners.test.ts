@@ -227,7 +227,9 @@ function expectScenario(r: Run, counts: RegExp[]): void {
   for (const m of settle) expect(m.ms, `${m.what}: ${m.ms} ms after the timeout`).toBeLessThanOrEqual(m.what === 'pg statement cancelled' ? 700 : 500);
   const last = r.measures.find((m) => m.what === 'last test end');
   expect(last, o).toBeDefined();
-  expect(r.exitAt - last!.at!, 'ms from the last test to the exit').toBeLessThanOrEqual(1000);
+  // Something left running would hold it for good (the run is killed at its own timeout): 52-219 ms in a full run
+  // at a load of 3-10 on 2 cores, and 1,627 ms once (vitest 3.2, Node 24).
+  expect(r.exitAt - last!.at!, 'ms from the last test to the exit').toBeLessThanOrEqual(2500);
   process.stdout.write(`[evy runners] ${JSON.stringify({ settle: Object.fromEntries(settle.map((m) => [m.what, m.ms])), exitAfterLastMs: r.exitAt - last!.at!, wallMs: Math.round(r.ms) })}\n`);
 }
 
