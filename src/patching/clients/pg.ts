@@ -257,6 +257,35 @@ function sendCancel(c: PgClient, done: (outcome: 'landed' | 'not-sent') => void)
   };
 }
 
+/**
+ * The killed (running) query's error is told at its ReadyForQuery, as pg tells a result, not at its
+ * ErrorResponse: PostgreSQL sends the error before it aborts the statement's transaction (its locks still
+ * held, the backend still 'active' in pg_stat_activity), and the killed thread's Timeout comes from this
+ * error. Told at once if the connection closes first. Returns what tells it (called from the hold).
+ */
+function deferError(c: PgClient): () => void {
+  const cmd = c._activeQuery;
+  const stream = c.connection?.stream;
+  if (cmd == null || stream == null || typeof cmd.handleError !== 'function') return noop;
+  const own = Object.hasOwn(cmd, 'handleError');
+  const handleError = cmd.handleError;
+  let pending: [unknown, unknown] | null = null;
+  cmd.handleError = (err: unknown, con: unknown): void => {
+    pending = [err, con];
+  };
+  const tell = (): void => {
+    stream.removeListener('close', tell);
+    if (own) cmd.handleError = handleError;
+    else delete cmd.handleError;
+    if (pending === null) return;
+    const [err, con] = pending;
+    pending = null;
+    handleError.call(cmd, err, con);
+  };
+  stream.once('close', tell);
+  return tell;
+}
+
 export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
   name: 'pg',
   modules: [
@@ -303,9 +332,11 @@ export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
     send: sendCancel,
     hold(c, replied) {
       let once = false;
+      const tell = deferError(c);
       const held = (): void => {
         if (once) return;
         once = true;
+        tell();
         replied();
       };
       c[kHold] = held;
