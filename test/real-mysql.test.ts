@@ -138,12 +138,14 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   });
 
-  it('a KILL QUERY that never lands (a proxy swallows it), pool of 1 with a waiter: destroyed after the 1 s bound, out of the pool at that very moment; the waiter gets a new connection', async () => {
-    const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'fallback-pool' }, 20_000);
+  it('a KILL QUERY that never lands (a proxy swallows it), pool of 1 with a waiter: destroyed after the 1 s bound, out of the pool at that very moment; the waiter gets a new connection; the side connection closed at the 10 s give-up', async () => {
+    const r = await runFixture('mysql-cancel.mjs', { ...server.env, MODE: 'fallback-pool' }, 25_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
     expect(r.report).toMatchObject({ inPoolAfterDestroy: false, wResult: 1, tResult: 'killed', sideConnections: 1, swallowedClosed: 1, clientErrors: [], leftOpen: [] });
     expect(r.report.destroyedAfterMs).toBeGreaterThanOrEqual(990);
     expect(r.report.destroyedAfterMs).toBeLessThan(2000);
+    expect(r.report.sideClosedAfterMs).toBeGreaterThanOrEqual(9900);
+    expect(r.report.sideClosedAfterMs).toBeLessThan(11_500);
     expect(r.code).toBe(0);
   });
 

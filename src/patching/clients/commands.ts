@@ -193,8 +193,11 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     if (st.over) return;
     if (!st.replied && hooks.destroy(sock, err, false)) {
       debug('%s statement still running %d ms after its kill: destroyed its connection', adapter.name, CANCEL_BOUND_MS);
-      abortAll();
       end();
+      // The cancels on their way go on (a side connection still in its TLS handshake on a loaded machine): they
+      // name the destroyed connection's backend, which runs nobody else's statement now, and they stop the one
+      // the destroy leaves running (the server does not notice a vanished client by default). Until the give-up.
+      if (st.aborts.size > 0) rt.timers.setTimeout(abortAll, CANCEL_GIVE_UP_MS - CANCEL_BOUND_MS).unref();
       return;
     }
     st.timer = rt.timers.setTimeout(giveUp, CANCEL_GIVE_UP_MS - CANCEL_BOUND_MS);
