@@ -168,8 +168,8 @@ function clientBusy(s: AnySock): boolean {
   return adapter?.busy !== undefined && s[kClient] != null && adapter.busy(s[kClient]);
 }
 
-/** A watched client's connection went idle (a reply, the end of a cancel): as at the kill of its only user. */
-function clientIdle(s: AnySock): void {
+/** `s` went idle (a reply; for a watched client also the end of a cancel): as at the kill of its only user. */
+function idleAgain(s: AnySock): void {
   if (soloKilled(s) && (s[kUsers]?.length ?? 0) === 0) orphanIdle(s);
 }
 
@@ -543,7 +543,7 @@ export function installNetHooks(): void {
     if (this[kInReply] === true) return push.call(this, chunk, encoding);
     if (users === undefined || users.length === 0) {
       const r = push.call(this, chunk, encoding);
-      if (this[kClientQueue] === true) clientIdle(this); // a reply the killed owner's cancel waited for
+      if (this[kClientQueue] === true) idleAgain(this); // a reply the killed owner's cancel waited for
       return r;
     }
     this[kAnswered] = users[0]; // one user: a second one makes the socket shared
@@ -554,7 +554,7 @@ export function installNetHooks(): void {
     } finally {
       this[kInReply] = this[kAnswered] = undefined;
       // Idle now, and its only user was killed (a reply that a cancel let through): as at the kill.
-      clientIdle(this);
+      idleAgain(this);
     }
   });
 
@@ -595,7 +595,7 @@ export function installNetHooks(): void {
     queued: queuedBehind as (s: unknown) => void,
     watched: watchedQueue as (s: unknown, client: object, adapter: ClientAdapter) => void,
     ready: clientReady as (s: unknown) => void,
-    idle: (s) => s != null && typeof s === 'object' && clientIdle(s as AnySock),
+    idle: (s) => s != null && typeof s === 'object' && idleAgain(s as AnySock),
     destroy: (s, err, force) => s != null && typeof s === 'object' && destroyNow(s as AnySock, err, force),
     tlsAhead() {
       if (tlsDone) return;

@@ -276,7 +276,7 @@ function deferError(c: PgClient): () => void {
   const tell = (): void => {
     stream.removeListener('close', tell);
     if (own) cmd.handleError = handleError;
-    else delete cmd.handleError;
+    else delete (cmd as { handleError?: unknown }).handleError; // back to the prototype's
     if (pending === null) return;
     const [err, con] = pending;
     pending = null;
