@@ -158,9 +158,22 @@ function orphanIdle(s: AnySock): void {
   if (s.destroyed || s[kAbandoned] !== undefined || (s[kUsers]?.length ?? 0) > 0) return;
   if (s[kUpgraded] !== undefined || s[kGreenSocket] !== undefined || s[kShared] === true || s[kNever] === true) return;
   // A watched client's kill leaves its socket without users while the killed statement is being cancelled:
-  // the reply still to come (and anything queued behind it) must keep the process alive. Orphaned once idle.
-  if (clientBusy(s)) return;
+  // the reply still to come (and anything queued behind it) must keep the process alive. Orphaned once idle:
+  // looked at again at its next reply, at the end of the cancel, and (whatever the client does in between)
+  // every IDLE_RECHECK_MS until then.
+  if (clientBusy(s)) {
+    if (s[kRecheck] === undefined) s[kRecheck] = rt.timers.setTimeout(recheck, IDLE_RECHECK_MS, s).unref();
+    return;
+  }
   orphanSocket(s);
+}
+
+const kRecheck = Symbol('evy.net.idleRecheck');
+const IDLE_RECHECK_MS = 50;
+
+function recheck(s: AnySock): void {
+  s[kRecheck] = undefined;
+  idleAgain(s);
 }
 
 function clientBusy(s: AnySock): boolean {
