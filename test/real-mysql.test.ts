@@ -38,7 +38,12 @@ describe.skipIf(skip)(title, () => {
     const [long, short] = await Promise.all([mysql.createConnection(server.config), mysql.createConnection(server.config)]);
     try {
       let settled = false;
-      const running = long.query<mysql.RowDataPacket[]>('SELECT SLEEP(60) AS s').finally(() => (settled = true));
+      // Its outcome is taken at once: the KILL QUERY's error can arrive before the KILL's own reply, and a
+      // rejection left unhandled until then is an unhandled rejection (seen in CI on Node 24).
+      const running = long.query<mysql.RowDataPacket[]>('SELECT SLEEP(60) AS s').then(
+        () => ((settled = true), null),
+        (e: unknown) => ((settled = true), e),
+      );
       const seen = async (): Promise<boolean> => {
         const [rows] = await short.query<mysql.RowDataPacket[]>('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE ?', [long.threadId, 'SELECT SLEEP(60)%']);
         return Number(rows[0]!.n) === 1;
@@ -51,7 +56,7 @@ describe.skipIf(skip)(title, () => {
       expect(Number(rows[0]!.n)).toBe(7);
       expect(settled).toBe(false);
       await short.query(`KILL QUERY ${Number(long.threadId)}`);
-      await expect(running).rejects.toMatchObject({ code: 'ER_QUERY_INTERRUPTED' });
+      expect(await running).toMatchObject({ code: 'ER_QUERY_INTERRUPTED' });
     } finally {
       await Promise.all([long.end(), short.end()]);
     }
