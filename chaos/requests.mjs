@@ -263,19 +263,6 @@ export async function setupRequests(H) {
   }
 
   // ---- the checker: a stopped request's work is gone within REQ_BOUND_MS ----------------------------------
-  function alive(pid) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return false;
-    }
-    try {
-      const stat = H.fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  }
   async function statementsOnServer() {
     const r = await unowned(() => side.query("SELECT substring(query from 'chaos-rid:([0-9-]+)') AS rid FROM pg_stat_activity WHERE state <> 'idle' AND query LIKE '%chaos-rid:%' AND pid <> pg_backend_pid()"));
     return new Set(r.rows.map((x) => x.rid));
@@ -287,7 +274,7 @@ export async function setupRequests(H) {
     if (rec.thread !== undefined && !rec.thread.dead) left.push('its request thread (not killed)');
     if (onServer.has(rec.rid)) left.push('its statement on the server (pg_stat_activity)');
     if (upOpen.has(rec.rid)) left.push('its upstream request (open on the upstream server)');
-    for (const pid of rec.pids) if (alive(pid)) left.push(`its child ${pid}`);
+    for (const pid of rec.pids) if (H.alive(pid)) left.push(`its child ${pid}`);
     return left;
   }
   let checking = true;

@@ -1288,7 +1288,7 @@ const sabotagedBy = { n: 0 }; // what a module's sabotage destroyed (printed)
 const H = {
   evy, http, fs, op, check, count, rint, chance, pick, weighted, rand, killable, aw, Gen, ThreadInfo, LineConn, ot, foreignDelay, stats,
   VERBOSE, SABOTAGE, SEED, PG, MYSQL, REDIS, CLIENT_TLS, CA, ECHO_PORT, TLS_PORT, MARK, childPids, portNames, leakNames, harnessServers,
-  peerOpen, track, listenOn, pgTls, mysqlTls, madeClient, clientSend, injectKill, checkWait, body, classify, waitFor, sabotaged: sabotagedBy,
+  peerOpen, alive, track, listenOn, pgTls, mysqlTls, madeClient, clientSend, injectKill, checkWait, body, classify, waitFor, sabotaged: sabotagedBy,
   onDoom: (hook) => doomHooks.push(hook),
   isKillError: (e) => isKillError(e),
   get KillError() {
