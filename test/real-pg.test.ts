@@ -165,6 +165,15 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   });
 
+  // Before: a client made inside unowned() was never marked shared when another thread's query queued behind the
+  // killed one, so the bound destroyed it under that query (C got an error); one main made was kept.
+  it.each(['main', 'unowned'])('a cancel slower than the 1 s bound on a shared client (made by %s): the bound does not destroy it, the query queued behind runs', async (creator) => {
+    const r = await runFixture('pg-cancel.mjs', { ...server.env, MODE: 'slow-cancel-shared', CREATOR: creator }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ tResult: 'killed', tCode: '57014', otherResult: 42, destroyed: false, after: true, clientErrors: [], leftOpen: [] });
+    expect(r.code).toBe(0);
+  });
+
   // A CancelRequest names a backend, not a statement: without the hold (pg writing C's query as soon as T's
   // ended), 26 of 100 rounds gave C's query 57014 (measured with the hold removed).
   it('never another thread\'s statement: 120 kills of a query that ends about when the cancel lands, another thread\'s query right behind it, none of those gets 57014', async () => {

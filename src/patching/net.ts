@@ -275,8 +275,10 @@ function destroySocket(s: AnySock, err: unknown): void {
 }
 
 function destroyNow(s: AnySock, err: unknown, force = false): boolean {
-  // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here.
-  if (s.destroyed || (s[kShared] === true && !force) || s[kGreenSocket] !== undefined) return false;
+  // A GreenSocket's socket dies through the GreenSocket's own ownership (its waits), not here. One made inside
+  // unowned() is no kill's to destroy (its queue may hold others' commands: queuedBehind does not look at it),
+  // but for a cancel's give-up (force), which could otherwise land on someone else's statement.
+  if (s.destroyed || ((s[kShared] === true || s[kNever] === true) && !force) || s[kGreenSocket] !== undefined) return false;
   absorb(s, err);
   const client = s[kClient];
   absorb(client); // pg's Client emits 'error' when its connection dies: not a crash of evy's making
