@@ -308,6 +308,84 @@ describe('https', () => {
   });
 });
 
+describe('fetch (undici) in a request thread', () => {
+  // The chaos harness's deadline server found it (docs/chaos.md): a thread killed while undici was still
+  // connecting left the connection to its killed connector's abandoned setup, which waits (up to 5 s) for the
+  // answer to what undici then wrote from the connect callback: the killed thread's own request, sent anyway.
+  it("killed while undici's connect is in progress: its request is never sent, its connection is closed at once; another request's fetch on the same pool is untouched", async () => {
+    patch({ http: true, net: true, timers: true });
+    const upSeen = new Map<string, { closed: number | null }>();
+    const upConns = new Set<net.Socket>();
+    const up = http.createServer((req, res) => {
+      const rid = req.url!.slice(1);
+      const rec = { closed: null as number | null };
+      upSeen.set(rid, rec);
+      res.on('close', () => (rec.closed = performance.now()));
+      res.setHeader('Connection', 'close'); // undici keeps no idle connection: every one the test sees is a request's
+      setTimeout(() => res.end(`up ${rid}`), rid === 'victim' ? 4000 : 400);
+    });
+    servers.push(up);
+    up.on('connection', (s) => {
+      upConns.add(s);
+      s.on('close', () => upConns.delete(s));
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const upPort = (up.address() as net.AddressInfo).port;
+
+    // Kills the armed thread right after its fetch's socket starts connecting: the kill always lands while
+    // undici's connect is in progress (on loopback it completes at the event loop's next poll).
+    const SP = net.Socket.prototype as unknown as { connect: (...a: unknown[]) => unknown };
+    const hooked = SP.connect;
+    let armed: GreenThread | null = null;
+    let killedAt = 0;
+    let connectingAtKill: boolean | null = null;
+    SP.connect = function (this: net.Socket, ...a: unknown[]) {
+      const r = hooked.apply(this, a);
+      const t = armed;
+      if (t !== null && this.remotePort === undefined) {
+        armed = null;
+        process.nextTick(() => {
+          connectingAtKill = this.connecting;
+          killedAt = performance.now();
+          void t.kill();
+        });
+      }
+      return r;
+    };
+    try {
+      const threads = new Map<string, GreenThread>();
+      const { port } = await serve(async (req, res) => {
+        const rid = req.url!.slice(1);
+        threads.set(rid, getcurrent());
+        if (rid === 'victim') armed = getcurrent();
+        const r = await fetch(`http://127.0.0.1:${upPort}/${rid}`);
+        res.end(await r.text());
+      });
+      const other = fetch(`http://127.0.0.1:${port}/other`).then(async (r) => [r.status, await r.text()]);
+      await until(() => upSeen.has('other'));
+      const victim = rawClient(port);
+      victim.sock.write('GET /victim HTTP/1.1\r\nHost: x\r\n\r\n');
+      await until(() => killedAt > 0);
+      expect(connectingAtKill).toBe(true);
+      await expect(threads.get('victim')!.wait()).rejects.toThrow('killed');
+      // Within 1 s of the kill only the other request's connection is left on the upstream, if any (the old
+      // code: the killed thread's request sent, and open until the upstream answered it at 4 s).
+      await until(() => upConns.size <= (upSeen.get('other')!.closed === null ? 1 : 0), 1000);
+      expect(performance.now() - killedAt).toBeLessThan(1000);
+      expect(upSeen.has('victim')).toBe(false);
+      expect(await other).toEqual([200, 'up other']);
+      expect(upSeen.get('other')!.closed).not.toBeNull();
+      await until(() => upConns.size === 0, 1000);
+      // The pool serves the next request.
+      const next = await fetch(`http://127.0.0.1:${port}/next`);
+      expect(await next.text()).toBe('up next');
+      victim.sock.destroy();
+    } finally {
+      SP.connect = hooked;
+    }
+  });
+});
+
 describe('what stays as it was', () => {
   it("'upgrade' listeners run outside request threads (a WebSocket outlives its handler)", async () => {
     patch({ http: true });

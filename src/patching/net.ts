@@ -26,6 +26,7 @@ import type { ClientAdapter } from './clients/adapter.js';
 import { installClientHooks } from './clients/index.js';
 import { adoptSocket, orphanSocket } from '../net/orphan.js';
 import { databaseProtocol } from './clients/protocols.js';
+import { httpRequestStart } from './http-request-bytes.js';
 
 const kUsers = Symbol.for('evy.net.users');
 const kShared = Symbol.for('evy.net.shared');
@@ -331,6 +332,20 @@ function decideAbandoned(s: AnySock): void {
   destroyNow(s, err);
 }
 
+/**
+ * The first bytes written on an abandoned setup are an HTTP/1 request (undici writes the request it connected
+ * for from the connect callback): unless a live thread writes them, that is the killed connector's request,
+ * and the peer would answer it, not finish a setup. Destroyed before they go out.
+ */
+function abandonedRequest(s: AnySock): void {
+  const w = owningThread();
+  if (w !== null && w._killError === undefined) return; // a live thread's own request: the write hook's taken()
+  const err = s[kAbandoned];
+  if (s[kQuiet] !== undefined) rt.timers.clearTimeout(s[kQuiet]);
+  s[kAbandoned] = s[kQuiet] = s[kOwed] = undefined;
+  destroyNow(s, err);
+}
+
 /** Another thread starts a request on an abandoned socket: it lives on, as theirs. */
 function taken(s: AnySock): void {
   const timer = s[kQuiet];
@@ -520,7 +535,10 @@ export function installNetHooks(): void {
     // Used again: whoever writes holds it. Not its killed owner's own code still running (detached, or a finally
     // block): that code is all that reaches it, and once it ends the connection is garbage as before.
     if (this[kOrphan] !== undefined && !killedSoloWriting(this)) adoptSocket(this);
-    if (this[kFirst] !== true) firstBytes(this, chunk, false);
+    if (this[kFirst] !== true) {
+      firstBytes(this, chunk, false);
+      if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken && httpRequestStart(chunk)) abandonedRequest(this);
+    }
     const r = write.call(this, chunk, encoding, cb);
     if (this[kAbandoned] !== undefined && this[kAbandoned] !== kTaken) {
       const w = owningThread();
