@@ -187,6 +187,26 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   }, 100_000);
 
+  // Before: pg's end() (called by the killed thread's finally, or by pg.Pool for release(err)) destroyed the socket
+  // while the killed query was still active, which aborted the CancelRequest on its way: pg_sleep(30) ran on the
+  // server (the chaos harness's `lingering`, seeds 11 and 12, on a retiring shared client).
+  it.each([
+    ['the thread\'s own client, finally client.end()', { VARIANT: 'own' }],
+    ['the thread\'s own client over TLS, finally client.end()', { VARIANT: 'own', PGSSLMODE: 'no-verify' }],
+    ['a client main shares, the finally ends it inside unowned()', { VARIANT: 'shared' }],
+    ['a checked-out pg.Pool client, finally release(err) (the pool ends it)', { VARIANT: 'release-error' }],
+  ])('a killed thread ends the connection its statement runs on while the cancel is on its way (%s): the statement is still cancelled on the server, the end completes', async (_, env) => {
+    const r = await runFixture('pg-cancel.mjs', { ...server.env, MODE: 'end-in-finally', ...env }, 20_000);
+    expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    const rep = r.report;
+    expect(rep).toMatchObject({ outcome: 'Timeout', ended: true, clientErrors: [], leftOpen: [] });
+    expect(rep.seconds).toBeLessThan(1.5);
+    // Gone within the cancel's bound (-1: still running 2 s after the Timeout).
+    expect(rep.goneMs).toBeGreaterThanOrEqual(0);
+    expect(rep.goneMs).toBeLessThan(1000);
+    expect(r.code).toBe(0);
+  });
+
   it('ownership follows use: killing the thread that created a shared client spares another thread\'s query on it; killing the one whose query runs cancels that query', async () => {
     const r = await runFixture('pg-shared.mjs', server.env, 20_000);
     expect(r.report, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();

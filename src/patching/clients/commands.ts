@@ -164,10 +164,14 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     st.release();
     hooks.idle(sock);
   };
-  // The connection died meanwhile: nothing left to hold.
+  // The connection died meanwhile: nothing left to hold. Closed before the statement replied (someone destroyed
+  // it), the statement still runs on the server (it does not notice a vanished client by default): the cancels on
+  // their way go on, as after the bound's destroy (they name a backend that runs nobody else's statement now).
   const onClose = (): void => {
+    const replied = st.replied;
     end();
-    abortAll();
+    if (!replied && st.aborts.size > 0) rt.timers.setTimeout(abortAll, CANCEL_GIVE_UP_MS).unref();
+    else abortAll();
   };
   sock.once('close', onClose);
   st.release = cancel.hold(client, () => {

@@ -11,6 +11,8 @@ import { answered, asCaller, forCaller, issued, runFor } from './commands.js';
 const kPatched = Symbol.for('evy.clients.patched');
 /** On a held client: called from its queue pulse once the running query's ReadyForQuery has arrived. */
 const kHold = Symbol.for('evy.clients.pg.hold');
+/** On a held client: an end() called while the killed query was active, done once the cancel is over. */
+const kEndAfter = Symbol('evy.clients.pg.endAfterCancel');
 
 export interface PgClient {
   host?: string;
@@ -29,6 +31,9 @@ export interface PgClient {
   query(...a: unknown[]): unknown;
   connect(...a: unknown[]): unknown;
   _pulseQueryQueue(): void;
+  _ending?: boolean;
+  _queryable?: boolean;
+  _Promise?: PromiseConstructor;
   [k: symbol]: unknown;
 }
 
@@ -84,6 +89,25 @@ function patchClient(Client: unknown, put: Put, hooks: ClientHooks): void {
     if (cmd !== undefined && issued(pgAdapter, this, cmd, hooks)) watchAnswer(cmd);
     return r;
   });
+  // end() while a killed query is being cancelled (a killed thread's finally, pg.Pool's release(err)): pg would
+  // destroy the socket because a query is active, and the server would run the statement on (it does not notice
+  // a vanished client by default), the cancel on its way aborted with the connection. The end waits for the
+  // cancel instead: a graceful Terminate once the statement has replied, or the close of the cancel's fallback.
+  const end = P.end as ((this: PgClient, ...a: unknown[]) => unknown) | undefined;
+  if (typeof end === 'function') {
+    put(P, 'end', function end_(this: PgClient, ...args: unknown[]) {
+      const con = this.connection as { once?: (ev: string, f: () => void) => void } | undefined;
+      const deferred = this[kEndAfter] !== undefined;
+      if (!deferred && (this[kHold] === undefined || this._activeQuery == null || this.pipeline === true || this._queryable === false || typeof con?.once !== 'function')) {
+        return end.apply(this, args);
+      }
+      this._ending = true; // as pg's end(): queries issued from now on fail
+      if (!deferred) this[kEndAfter] = () => end.call(this);
+      const cb = args[0];
+      if (typeof cb === 'function') return void con!.once!('end', cb as () => void);
+      return new (this._Promise ?? Promise)((resolve) => con!.once!('end', () => resolve(undefined)));
+    });
+  }
   // The hold (ServerCancel.hold): pg writes the next query only from here.
   const pulse = P._pulseQueryQueue as PgClient['_pulseQueryQueue'];
   if (typeof pulse === 'function') {
@@ -343,7 +367,13 @@ export const pgAdapter: ClientAdapter<PgClient, PgQuery> = {
       return () => {
         if (c[kHold] !== held) return;
         c[kHold] = undefined;
-        c._pulseQueryQueue();
+        const endNow = c[kEndAfter] as (() => void) | undefined;
+        if (endNow !== undefined) {
+          c[kEndAfter] = undefined;
+          return void endNow();
+        }
+        // Ended meanwhile (after the reply): nothing more is written.
+        if (c._ending !== true) c._pulseQueryQueue();
       };
     },
   },
