@@ -174,6 +174,19 @@ describe.skipIf(skip)(title, () => {
     expect(r.code).toBe(0);
   });
 
+  // The killed thread's own code queries again while its private connection is held for the cancel (the cancel's
+  // connection 600 ms late through a proxy). Before: 'detached' (the killed query ended by itself before the cancel
+  // arrived) had its next query written by the cancel's release, in main's context, which made the connection
+  // main's: never orphaned, ref'd for good, open on the server (the chaos harness: 'private pg connection of a
+  // killed thread still open on the server'); 'finally' (queued behind the killed query) made it shared, the same.
+  it.each(['detached', 'finally'])('a killed thread\'s private connection used again by its own code (%s) while the cancel holds it: orphaned once the thread has ended, closed on the server', async (variant) => {
+    const r = await runFixture('pg-cancel.mjs', { ...server.env, MODE: 'private-late-cancel', VARIANT: variant }, 40_000, ['--expose-gc']);
+    expect(r.report, `code ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).not.toBeNull();
+    expect(r.report).toMatchObject({ first: variant === 'detached' ? 'ok' : '57014', last: 2, clientErrors: [], leftOpen: [] });
+    expect(r.report.closedMs).toBeGreaterThan(0);
+    expect(r.code).toBe(0);
+  });
+
   // A CancelRequest names a backend, not a statement: without the hold (pg writing C's query as soon as T's
   // ended), 26 of 100 rounds gave C's query 57014 (measured with the hold removed).
   it('never another thread\'s statement: 120 kills of a query that ends about when the cancel lands, another thread\'s query right behind it, none of those gets 57014', async () => {

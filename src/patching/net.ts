@@ -193,6 +193,9 @@ function idleAgain(s: AnySock): void {
  */
 function queuedBehind(s: AnySock | null | undefined): void {
   if (s == null || typeof s !== 'object' || s[kShared] === true || s[kNever] === true) return;
+  // The killed owner's own code still running (detached, or a finally block) queues behind its killed command: still
+  // its private connection, as its writes are (killedSoloWriting).
+  if (killedSoloWriting(s)) return;
   const t = owningThread();
   if (s[kSetup] === true && s[kConnector] === t) return; // behind its own connect
   // Queued from the socket's own callbacks during setup: what was waiting on the connect (pg.Pool hands a new

@@ -161,8 +161,15 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
   const check = (): void => {
     if (st.over || !st.replied || st.aborts.size > 0 || !(st.landed || st.notSent)) return;
     end();
-    st.release();
-    hooks.idle(sock);
+    // As the connection's own callbacks would have (the release stands in for its reply handler, which writes the
+    // next command), not in the context of what called this: the cancel's side connection, made in unowned(), runs
+    // as main, and main's own writes make a killed thread's private connection main's for good.
+    const releaseNow = (): void => {
+      st.release();
+      hooks.idle(sock);
+    };
+    if (rt.als === null) releaseNow();
+    else rt.als.run(callbackContext, releaseNow);
   };
   // The connection died meanwhile: nothing left to hold. Closed before the statement replied (someone destroyed
   // it), the statement still runs on the server (it does not notice a vanished client by default): the cancels on

@@ -80,7 +80,8 @@ function patchClient(Client: unknown, put: Put, hooks: ClientHooks): void {
     const r = query.apply(this, args);
     // Behind another command (or the connect): not when it waits only for the ReadyForQuery that pg is
     // delivering right now (a query made from the connect callback: pool.query's first query).
-    if (before >= 0 && q!.length > before && (before > 0 || active != null || this._connected !== true)) hooks.queued(s);
+    // Or behind a hold (a killed query's cancel not answered yet): it waits for the release to be written.
+    if (before >= 0 && q!.length > before && (before > 0 || active != null || this._connected !== true || this[kHold] !== undefined)) hooks.queued(s);
     // The query just issued: at the end of the queue, now running, or sent behind the others (pipeline).
     let cmd: PgQuery | undefined;
     if (before >= 0 && q!.length > before) cmd = q![q!.length - 1];
