@@ -331,6 +331,13 @@ function decideAbandoned(s: AnySock): void {
     s[kQuiet].refresh();
     return;
   }
+  destroyAbandoned(s);
+}
+
+/** Gives up on an abandoned setup: its timer stopped, the socket destroyed with the connector's kill error. */
+function destroyAbandoned(s: AnySock): void {
+  const err = s[kAbandoned];
+  if (s[kQuiet] !== undefined) rt.timers.clearTimeout(s[kQuiet]);
   s[kAbandoned] = s[kQuiet] = s[kOwed] = undefined;
   destroyNow(s, err);
 }
@@ -343,10 +350,7 @@ function decideAbandoned(s: AnySock): void {
 function abandonedRequest(s: AnySock): void {
   const w = owningThread();
   if (w !== null && w._killError === undefined) return; // a live thread's own request: the write hook's taken()
-  const err = s[kAbandoned];
-  if (s[kQuiet] !== undefined) rt.timers.clearTimeout(s[kQuiet]);
-  s[kAbandoned] = s[kQuiet] = s[kOwed] = undefined;
-  destroyNow(s, err);
+  destroyAbandoned(s);
 }
 
 /** Another thread starts a request on an abandoned socket: it lives on, as theirs. */

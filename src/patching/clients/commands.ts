@@ -149,6 +149,13 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     for (const abort of st.aborts) abort();
     st.aborts.clear();
   };
+  // The connection gone before the statement replied (destroyed at the bound, or by someone else): the statement
+  // still runs on the server (it does not notice a vanished client by default), so the cancels on their way go on
+  // until the give-up, CANCEL_GIVE_UP_MS after the kill. They name a backend that runs nobody else's statement now.
+  const killedAt = performance.now();
+  const keepCancels = (): void => {
+    if (st.aborts.size > 0) rt.timers.setTimeout(abortAll, Math.max(0, killedAt + CANCEL_GIVE_UP_MS - performance.now())).unref();
+  };
   const end = (): void => {
     if (st.over) return;
     st.over = true;
@@ -171,14 +178,11 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     if (rt.als === null) releaseNow();
     else rt.als.run(callbackContext, releaseNow);
   };
-  // The connection died meanwhile: nothing left to hold. Closed before the statement replied (someone destroyed
-  // it), the statement still runs on the server (it does not notice a vanished client by default): the cancels on
-  // their way go on, as after the bound's destroy (they name a backend that runs nobody else's statement now).
+  // The connection died meanwhile: nothing left to hold.
   const onClose = (): void => {
-    const replied = st.replied;
     end();
-    if (!replied && st.aborts.size > 0) rt.timers.setTimeout(abortAll, CANCEL_GIVE_UP_MS).unref();
-    else abortAll();
+    if (st.replied) abortAll();
+    else keepCancels();
   };
   sock.once('close', onClose);
   st.release = cancel.hold(client, () => {
@@ -205,10 +209,7 @@ function cancelRunning(adapter: ClientAdapter, client: object, hooks: ClientHook
     if (!st.replied && hooks.destroy(sock, err, false)) {
       debug('%s statement still running %d ms after its kill: destroyed its connection', adapter.name, CANCEL_BOUND_MS);
       end();
-      // The cancels on their way go on (a side connection still in its TLS handshake on a loaded machine): they
-      // name the destroyed connection's backend, which runs nobody else's statement now, and they stop the one
-      // the destroy leaves running (the server does not notice a vanished client by default). Until the give-up.
-      if (st.aborts.size > 0) rt.timers.setTimeout(abortAll, CANCEL_GIVE_UP_MS - CANCEL_BOUND_MS).unref();
+      keepCancels(); // (a side connection still in its TLS handshake on a loaded machine)
       return;
     }
     st.timer = rt.timers.setTimeout(giveUp, CANCEL_GIVE_UP_MS - CANCEL_BOUND_MS);
